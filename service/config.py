@@ -1,0 +1,70 @@
+"""One Settings object; environment variables use the ``RFR_`` prefix and ``__`` for sections.
+
+Example: ``RFR_QUALITY__MIN_INTER_EYE_PX=24`` or ``RFR_RUNTIME__INTRA_OP_THREADS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "rfr"
+
+
+def default_models_dir() -> Path:
+    """The project's ``models/`` folder beside the ``service`` package (editable install or checkout)."""
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rfr"
+
+
+class RuntimeSettings(BaseModel):
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    intra_op_threads: int = Field(default=2, ge=1, le=64)
+    inter_op_threads: int = Field(default=1, ge=1, le=64)
+    embed_batch_size: int = Field(default=32, ge=1, le=512)
+
+
+class DetectionSettings(BaseModel):
+    min_score: float = Field(default=0.6, ge=0.0, le=1.0)
+    nms_iou: float = Field(default=0.3, ge=0.0, le=1.0)
+    # Smallest face box side (original pixels) the tiling pass must still find in a large frame.
+    min_face_px: int = Field(default=36, ge=8)
+    # Border added around the frame, as a fraction of its long side, so a face filling it is found.
+    pad_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+
+
+class QualitySettings(BaseModel):
+    min_inter_eye_px: float = Field(default=20.0, ge=0.0)
+    min_det_score: float = Field(default=0.75, ge=0.0, le=1.0)
+    min_sharpness: float = Field(default=40.0, ge=0.0, description="variance of the Laplacian, aligned crop")
+    max_yaw_deg: float = Field(default=45.0, ge=0.0, le=90.0)
+    max_pitch_deg: float = Field(default=35.0, ge=0.0, le=90.0)
+    min_brightness: float = Field(default=40.0, ge=0.0, le=255.0)
+    max_brightness: float = Field(default=215.0, ge=0.0, le=255.0)
+    min_score: float = Field(default=0.35, ge=0.0, le=1.0)
+
+
+class ImageSettings(BaseModel):
+    max_pixels: int = Field(default=50_000_000, ge=1, description="decompression-bomb guard")
+    max_bytes: int = Field(default=25 * 1024 * 1024, ge=1, description="largest accepted upload")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RFR_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    models_dir: Path = Field(default_factory=default_models_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    pack: str = "yunet_sface"
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)

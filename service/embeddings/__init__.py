@@ -1,0 +1,1 @@
+"""Model packs, detection, quality, alignment and recognition: the face pipeline."""

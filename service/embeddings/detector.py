@@ -1,0 +1,250 @@
+"""Face detectors that find every face in a frame, from a face filling it to a small face in 4K.
+
+The networks see a fixed square canvas (640x640 for YuNet and SCRFD). ``FaceDetector`` plans
+the views of a frame that together cover every face size:
+
+* the whole frame, padded on every side (so a face that fills the frame still has context)
+  and scaled into the canvas;
+* when that scaling would shrink the smallest face we must find (``min_face_px``) below what the
+  network resolves, overlapping tiles of the frame at a finer scale.
+
+Detections from all views are mapped back to frame pixels and merged with non-maximum
+suppression; a tile's detections cut by the tile's inner border are dropped (another view holds
+that face whole).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from service.config import DetectionSettings
+from service.domain.faces import DetectedFace
+from service.embeddings.packs import ModelFile
+
+# Box side, in canvas pixels, below which the networks stop finding faces reliably.
+NETWORK_MIN_FACE_PX = 20.0
+TILE_OVERLAP = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """A region of the frame drawn into the canvas: canvas = (frame - origin) * scale + offset."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    scale: float
+    offset_x: float
+    offset_y: float
+    is_tile: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RawDetections:
+    boxes: NDArray[np.float32]  # (N, 4) x1, y1, x2, y2 in canvas pixels
+    landmarks: NDArray[np.float32]  # (N, 5, 2) canvas pixels
+    scores: NDArray[np.float32]  # (N,)
+
+
+def nms(boxes: NDArray[np.float32], scores: NDArray[np.float32], iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression on x1, y1, x2, y2 boxes; indices kept, best first."""
+    order = np.argsort(-scores)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+        inter = w * h
+        iou = inter / np.maximum(areas[i] + areas[rest] - inter, 1e-9)
+        # Also suppress a box mostly inside a better one (a partial face from a tile).
+        contained = inter / np.maximum(np.minimum(areas[i], areas[rest]), 1e-9)
+        order = rest[(iou <= iou_threshold) & (contained <= 0.8)]
+    return keep
+
+
+class FaceDetector(ABC):
+    """Multi-view detection around a network that sees one fixed-size canvas."""
+
+    def __init__(self, model: ModelFile, settings: DetectionSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.canvas_w, self.canvas_h = model.input_size
+
+    @abstractmethod
+    def _detect_canvas(self, canvas: NDArray[np.uint8]) -> RawDetections:
+        """Run the network on one canvas (BGR uint8, canvas size) and decode its outputs."""
+
+    def plan_views(self, height: int, width: int) -> list[View]:
+        pad = round(self.settings.pad_fraction * max(height, width))
+        scale = min(self.canvas_w / (width + 2 * pad), self.canvas_h / (height + 2 * pad))
+        views = [View(0, 0, width, height, scale, pad * scale, pad * scale, is_tile=False)]
+        if self.settings.min_face_px * scale >= NETWORK_MIN_FACE_PX:
+            return views
+        tile_scale = min(1.0, NETWORK_MIN_FACE_PX * 1.25 / self.settings.min_face_px)
+        tile_w = min(width, int(self.canvas_w / tile_scale))
+        tile_h = min(height, int(self.canvas_h / tile_scale))
+        for y0 in self._starts(height, tile_h):
+            for x0 in self._starts(width, tile_w):
+                views.append(View(x0, y0, x0 + tile_w, y0 + tile_h, tile_scale, 0.0, 0.0, is_tile=True))
+        return views
+
+    @staticmethod
+    def _starts(length: int, tile: int) -> list[int]:
+        if tile >= length:
+            return [0]
+        stride = max(1, int(tile * (1.0 - TILE_OVERLAP)))
+        count = math.ceil((length - tile) / stride) + 1
+        return [min(i * stride, length - tile) for i in range(count)]
+
+    def _render(self, image: NDArray[np.uint8], view: View) -> NDArray[np.uint8]:
+        canvas = np.zeros((self.canvas_h, self.canvas_w, 3), dtype=np.uint8)
+        region = image[view.y0 : view.y1, view.x0 : view.x1]
+        new_w = max(1, min(self.canvas_w, round((view.x1 - view.x0) * view.scale)))
+        new_h = max(1, min(self.canvas_h, round((view.y1 - view.y0) * view.scale)))
+        interp = cv2.INTER_AREA if view.scale < 1.0 else cv2.INTER_LINEAR
+        resized = cv2.resize(region, (new_w, new_h), interpolation=interp)
+        ox, oy = round(view.offset_x), round(view.offset_y)
+        h = min(new_h, self.canvas_h - oy)
+        w = min(new_w, self.canvas_w - ox)
+        canvas[oy : oy + h, ox : ox + w] = resized[:h, :w]
+        return canvas
+
+    def detect(self, image: NDArray[np.uint8]) -> list[DetectedFace]:
+        height, width = image.shape[:2]
+        all_boxes: list[NDArray[np.float32]] = []
+        all_landmarks: list[NDArray[np.float32]] = []
+        all_scores: list[NDArray[np.float32]] = []
+        for view in self.plan_views(height, width):
+            raw = self._detect_canvas(self._render(image, view))
+            if raw.scores.size == 0:
+                continue
+            ox, oy = round(view.offset_x), round(view.offset_y)
+            boxes = raw.boxes.copy()
+            boxes[:, [0, 2]] = (boxes[:, [0, 2]] - ox) / view.scale + view.x0
+            boxes[:, [1, 3]] = (boxes[:, [1, 3]] - oy) / view.scale + view.y0
+            landmarks = raw.landmarks.copy()
+            landmarks[:, :, 0] = (landmarks[:, :, 0] - ox) / view.scale + view.x0
+            landmarks[:, :, 1] = (landmarks[:, :, 1] - oy) / view.scale + view.y0
+            keep = np.ones(len(boxes), dtype=bool)
+            if view.is_tile:
+                margin = 2.0 / view.scale
+                inner_left = view.x0 > 0
+                inner_top = view.y0 > 0
+                inner_right = view.x1 < width
+                inner_bottom = view.y1 < height
+                keep &= ~(inner_left & (boxes[:, 0] <= view.x0 + margin))
+                keep &= ~(inner_top & (boxes[:, 1] <= view.y0 + margin))
+                keep &= ~(inner_right & (boxes[:, 2] >= view.x1 - margin))
+                keep &= ~(inner_bottom & (boxes[:, 3] >= view.y1 - margin))
+            all_boxes.append(boxes[keep])
+            all_landmarks.append(landmarks[keep])
+            all_scores.append(raw.scores[keep])
+        if not all_boxes:
+            return []
+        boxes = np.concatenate(all_boxes)
+        landmarks = np.concatenate(all_landmarks)
+        scores = np.concatenate(all_scores)
+        faces = []
+        for i in nms(boxes, scores, self.settings.nms_iou):
+            x1, y1, x2, y2 = (float(v) for v in boxes[i])
+            x1, y1 = max(0.0, x1), max(0.0, y1)
+            x2, y2 = min(float(width), x2), min(float(height), y2)
+            if x2 - x1 < 2 or y2 - y1 < 2:
+                continue
+            faces.append(
+                DetectedFace(
+                    box=(x1, y1, x2 - x1, y2 - y1),
+                    landmarks=landmarks[i].astype(np.float32),
+                    det_score=float(scores[i]),
+                )
+            )
+        faces.sort(key=lambda f: (f.box[0], f.box[1]))
+        return faces
+
+
+class YuNetDetector(FaceDetector):
+    """OpenCV Zoo YuNet (2023mar): anchor-free, strides 8/16/32, five landmarks, BGR 0-255 input."""
+
+    STRIDES = (8, 16, 32)
+
+    def __init__(self, session: ort.InferenceSession, model: ModelFile, settings: DetectionSettings) -> None:
+        super().__init__(model, settings)
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.output_names = [o.name for o in session.get_outputs()]
+        self._grids = {}
+        for stride in self.STRIDES:
+            cols, rows = self.canvas_w // stride, self.canvas_h // stride
+            ys, xs = np.divmod(np.arange(rows * cols, dtype=np.float32), cols)
+            self._grids[stride] = (xs, ys)
+
+    def _detect_canvas(self, canvas: NDArray[np.uint8]) -> RawDetections:
+        blob = canvas.astype(np.float32).transpose(2, 0, 1)[None]
+        if self.model.colour_order == "RGB":
+            blob = blob[:, ::-1]
+        outputs = dict(zip(self.output_names, self.session.run(None, {self.input_name: blob}), strict=True))
+        boxes, landmarks, scores = [], [], []
+        for stride in self.STRIDES:
+            cls = outputs[f"cls_{stride}"][0, :, 0]
+            obj = outputs[f"obj_{stride}"][0, :, 0]
+            score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+            idx = np.nonzero(score >= self.settings.min_score)[0]
+            if idx.size == 0:
+                continue
+            xs, ys = self._grids[stride]
+            bbox = outputs[f"bbox_{stride}"][0, idx]
+            kps = outputs[f"kps_{stride}"][0, idx].reshape(-1, 5, 2)
+            cx = (xs[idx] + bbox[:, 0]) * stride
+            cy = (ys[idx] + bbox[:, 1]) * stride
+            w = np.exp(bbox[:, 2]) * stride
+            h = np.exp(bbox[:, 3]) * stride
+            boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
+            lm = np.empty_like(kps)
+            lm[:, :, 0] = (kps[:, :, 0] + xs[idx, None]) * stride
+            lm[:, :, 1] = (kps[:, :, 1] + ys[idx, None]) * stride
+            landmarks.append(lm)
+            scores.append(score[idx])
+        if not boxes:
+            empty = np.zeros((0,), np.float32)
+            return RawDetections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), empty)
+        b, lm_all, s = np.concatenate(boxes), np.concatenate(landmarks), np.concatenate(scores)
+        keep = nms(b, s, self.settings.nms_iou)
+        return RawDetections(
+            b[keep].astype(np.float32), lm_all[keep].astype(np.float32), s[keep].astype(np.float32)
+        )
+
+
+class ScrfdDetector(FaceDetector):
+    """insightface SCRFD (buffalo_l ``det_10g``), decoded by insightface's own model-zoo class."""
+
+    def __init__(
+        self, session: ort.InferenceSession, path: Path, model: ModelFile, settings: DetectionSettings
+    ) -> None:
+        super().__init__(model, settings)
+        from insightface.model_zoo.scrfd import SCRFD
+
+        self._scrfd = SCRFD(model_file=str(path), session=session)
+        self._scrfd.prepare(-1, input_size=(self.canvas_w, self.canvas_h), det_thresh=settings.min_score)
+        self._scrfd.nms_thresh = settings.nms_iou
+
+    def _detect_canvas(self, canvas: NDArray[np.uint8]) -> RawDetections:
+        dets, kpss = self._scrfd.detect(canvas, input_size=(self.canvas_w, self.canvas_h))
+        if dets is None or len(dets) == 0 or kpss is None:
+            empty = np.zeros((0,), np.float32)
+            return RawDetections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), empty)
+        return RawDetections(
+            dets[:, :4].astype(np.float32), kpss.astype(np.float32), dets[:, 4].astype(np.float32)
+        )

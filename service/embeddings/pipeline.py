@@ -1,0 +1,94 @@
+"""The face pipeline: decode, detect, align, assess quality and embed every face in an image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from service.config import Settings
+from service.domain.faces import DetectedFace, FaceRecord
+from service.embeddings.align import align_face
+from service.embeddings.decode import decode_image
+from service.embeddings.detector import FaceDetector, ScrfdDetector, YuNetDetector
+from service.embeddings.onnx_session import PrepareOptions, build_session, prepare_model
+from service.embeddings.packs import PackManifest, load_manifest, resolve_verified
+from service.embeddings.quality import QualityAssessor
+from service.embeddings.recognizer import FaceRecognizer
+from service.errors import ConfigurationError
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFaces:
+    """Every face of one image, in detection order, with its aligned crop for display."""
+
+    faces: list[FaceRecord]
+    width: int
+    height: int
+
+
+class FacePipeline:
+    """Built once per process: ONNX sessions are created here and reused for every image."""
+
+    def __init__(self, settings: Settings, manifest: PackManifest) -> None:
+        self.settings = settings
+        self.manifest = manifest
+        self.detector = self._build_detector()
+        self.recognizer = self._build_recognizer()
+        self.quality = QualityAssessor(settings.quality)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FacePipeline:
+        return cls(settings, load_manifest(settings.models_dir, settings.pack))
+
+    @property
+    def pack_id(self) -> str:
+        return self.manifest.id
+
+    def _build_detector(self) -> FaceDetector:
+        model = self.manifest.detector
+        path = resolve_verified(model, self.settings.models_dir)
+        prepared = prepare_model(path, model.sha256, self.settings.cache_dir / "models", PrepareOptions())
+        session = build_session(prepared, self.settings.runtime)
+        if model.kind == "yunet":
+            return YuNetDetector(session, model, self.settings.detection)
+        if model.kind == "scrfd":
+            return ScrfdDetector(session, prepared, model, self.settings.detection)
+        raise ConfigurationError(f"unknown detector kind {model.kind!r} in pack {self.manifest.id}")
+
+    def _build_recognizer(self) -> FaceRecognizer:
+        model = self.manifest.recognizer
+        if model.kind not in {"sface", "arcface"}:
+            raise ConfigurationError(f"unknown recognizer kind {model.kind!r} in pack {self.manifest.id}")
+        path = resolve_verified(model, self.settings.models_dir)
+        prepared = prepare_model(
+            path, model.sha256, self.settings.cache_dir / "models", PrepareOptions(dynamic_batch=True)
+        )
+        session = build_session(prepared, self.settings.runtime)
+        return FaceRecognizer(session, model, self.settings.runtime.embed_batch_size)
+
+    def decode(self, data: bytes) -> NDArray[np.uint8]:
+        return decode_image(data, max_pixels=self.settings.images.max_pixels)
+
+    def detect(self, image: NDArray[np.uint8]) -> list[DetectedFace]:
+        return self.detector.detect(image)
+
+    def analyse(self, image: NDArray[np.uint8]) -> ImageFaces:
+        """Detect, align, assess and embed every face of a decoded BGR image."""
+        detected = self.detector.detect(image)
+        crops = [align_face(image, face.landmarks) for face in detected]
+        embeddings = self.recognizer.embed(crops)
+        records = [
+            FaceRecord(
+                face=face,
+                quality=self.quality.assess(face, crop),
+                embedding=embeddings[i],
+                pack_id=self.manifest.id,
+            )
+            for i, (face, crop) in enumerate(zip(detected, crops, strict=True))
+        ]
+        return ImageFaces(faces=records, width=int(image.shape[1]), height=int(image.shape[0]))
+
+    def analyse_bytes(self, data: bytes) -> ImageFaces:
+        return self.analyse(self.decode(data))

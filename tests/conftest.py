@@ -1,0 +1,67 @@
+"""Shared fixtures: the real bundled model pack and real LFW faces from ../shared/datasets."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.config import Settings
+from service.embeddings.pipeline import FacePipeline
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LFW = (PROJECT_ROOT.parent / "shared" / "datasets" / "lfw").resolve()
+
+
+def lfw_path(name: str, number: int) -> Path:
+    return LFW / name / f"{name}_{number:04d}.jpg"
+
+
+def lfw_bytes(name: str, number: int) -> bytes:
+    return lfw_path(name, number).read_bytes()
+
+
+def lfw_rgb(name: str, number: int) -> Image.Image:
+    return Image.open(lfw_path(name, number)).convert("RGB")
+
+
+def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def main_face(faces: list, width: int = 250, height: int = 250):  # type: ignore[no-untyped-def]
+    """The face nearest the frame's centre (LFW's named person)."""
+    cx, cy = width / 2, height / 2
+    return min(
+        faces,
+        key=lambda f: (
+            (f.face.box[0] + f.face.box[2] / 2 - cx) ** 2 + (f.face.box[1] + f.face.box[3] / 2 - cy) ** 2
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    if not LFW.is_dir():
+        pytest.fail(f"LFW not found at {LFW}: tests need ../shared/datasets/lfw beside the project")
+    root = tmp_path_factory.mktemp("rfr")
+    return Settings(data_dir=root / "data", cache_dir=root / "cache")
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings) -> FacePipeline:
+    return FacePipeline.from_settings(settings)
+
+
+@pytest.fixture(scope="session")
+def threshold(pipeline: FacePipeline) -> float:
+    return pipeline.manifest.operating_threshold
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
