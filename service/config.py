@@ -57,14 +57,44 @@ class ImageSettings(BaseModel):
     max_bytes: int = Field(default=25 * 1024 * 1024, ge=1, description="largest accepted upload")
 
 
+class SearchSettings(BaseModel):
+    top_k: int = Field(default=20, ge=1, le=200, description="candidates per face")
+    # Over-fetch from the index so a subject with several templates still leaves k distinct subjects.
+    oversample: int = Field(default=4, ge=1, le=50)
+
+
+class WorkerSettings(BaseModel):
+    enabled: bool = True
+    lease_seconds: float = Field(default=120.0, gt=0)
+    poll_seconds: float = Field(default=0.5, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RFR_", env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(default_factory=_default_data_dir)
     models_dir: Path = Field(default_factory=default_models_dir)
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir")
     pack: str = "yunet_sface"
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    host: str = "127.0.0.1"
+    port: int = 8700
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'rfr.db'}"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index" / self.pack

@@ -66,3 +66,14 @@ class PackMismatch(ServiceError):
 class Conflict(ServiceError):
     code = "conflict"
     http_status = 409
+
+
+class IndexUnavailable(ServiceError):
+    """The persisted gallery index is missing, stale (disagrees with the database) or corrupt.
+
+    ``code`` says which: ``index_missing``, ``index_stale`` or ``index_corrupt``. The database is
+    the source of truth: the caller rebuilds the index from stored embeddings.
+    """
+
+    code = "index_unavailable"
+    http_status = 503

@@ -39,9 +39,7 @@ def main_face(faces: list, width: int = 250, height: int = 250):  # type: ignore
     cx, cy = width / 2, height / 2
     return min(
         faces,
-        key=lambda f: (
-            (f.face.box[0] + f.face.box[2] / 2 - cx) ** 2 + (f.face.box[1] + f.face.box[3] / 2 - cy) ** 2
-        ),
+        key=lambda f: (f.face.box[0] + f.face.box[2] / 2 - cx) ** 2 + (f.face.box[1] + f.face.box[3] / 2 - cy) ** 2,
     )
 
 

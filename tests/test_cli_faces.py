@@ -66,9 +66,7 @@ def test_faces_prints_one_line_per_file_and_saves_embeddings(tmp_path: Path, set
     assert float(matrix[0] @ matrix[-1]) < 0.5
 
 
-def test_faces_with_unavailable_model_exits_with_model_unavailable(
-    tmp_path: Path, settings: Settings
-) -> None:
+def test_faces_with_unavailable_model_exits_with_model_unavailable(tmp_path: Path, settings: Settings) -> None:
     models = tmp_path / "models"
     models.mkdir()
     manifest = (Path(__file__).resolve().parent.parent / "models" / "yunet_sface.toml").read_text()

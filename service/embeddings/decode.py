@@ -52,9 +52,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> NDArray[np.uint8]:
                 raise ImageUnreadable(f"unsupported image format {image.format!r}")
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageUnreadable(
-                    f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels"
-                )
+                raise ImageUnreadable(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
             if width < 1 or height < 1:
                 raise ImageUnreadable("image has no pixels")
             image.seek(0)  # first frame of an animated GIF/WebP/TIFF

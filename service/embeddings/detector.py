@@ -222,9 +222,7 @@ class YuNetDetector(FaceDetector):
             return RawDetections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), empty)
         b, lm_all, s = np.concatenate(boxes), np.concatenate(landmarks), np.concatenate(scores)
         keep = nms(b, s, self.settings.nms_iou)
-        return RawDetections(
-            b[keep].astype(np.float32), lm_all[keep].astype(np.float32), s[keep].astype(np.float32)
-        )
+        return RawDetections(b[keep].astype(np.float32), lm_all[keep].astype(np.float32), s[keep].astype(np.float32))
 
 
 class ScrfdDetector(FaceDetector):
@@ -245,6 +243,4 @@ class ScrfdDetector(FaceDetector):
         if dets is None or len(dets) == 0 or kpss is None:
             empty = np.zeros((0,), np.float32)
             return RawDetections(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), empty)
-        return RawDetections(
-            dets[:, :4].astype(np.float32), kpss.astype(np.float32), dets[:, 4].astype(np.float32)
-        )
+        return RawDetections(dets[:, :4].astype(np.float32), kpss.astype(np.float32), dets[:, 4].astype(np.float32))

@@ -126,9 +126,7 @@ def resolve_verified(model: ModelFile, models_dir: Path) -> Path:
     """The path of a pack's file after checking it exists and matches its sha256."""
     path = locate(model, models_dir)
     if not path.is_file():
-        raise ModelUnavailable(
-            f"model file {model.file} is missing at {path}; expected sha256 {model.sha256}"
-        )
+        raise ModelUnavailable(f"model file {model.file} is missing at {path}; expected sha256 {model.sha256}")
     actual = sha256_of(path)
     if actual != model.sha256:
         raise ModelUnavailable(

@@ -102,9 +102,7 @@ def test_folded_recognizer_matches_the_original_graph(tmp_path: Path) -> None:
 
 def test_dequantize_blocked_per_axis_and_per_tensor() -> None:
     x = np.array([[1, 2, 3, 4, 5], [-1, -2, -3, -4, -5]], np.int8)
-    blocked = dequantize(
-        x, np.array([[0.5, 2.0], [1.0, 3.0]], np.float32), np.array([[1, 0], [0, 1]], np.int8), 1, 3
-    )
+    blocked = dequantize(x, np.array([[0.5, 2.0], [1.0, 3.0]], np.float32), np.array([[1, 0], [0, 1]], np.int8), 1, 3)
     assert np.allclose(blocked, [[0, 0.5, 1, 8, 10], [-1, -2, -3, -15, -18]])
     per_axis = dequantize(x, np.array([2.0, 0.5], np.float32), None, 0, 0)
     assert np.allclose(per_axis, [[2, 4, 6, 8, 10], [-0.5, -1, -1.5, -2, -2.5]])

@@ -1,0 +1,1 @@
+"""HTTP routers, request/response schemas and the error handler."""

@@ -1,0 +1,157 @@
+"""Request and response schemas (they make the OpenAPI document complete)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. image_unreadable, not_found")
+    message: str
+    request_id: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class SubmissionCreate(BaseModel):
+    case_reference: str = Field(min_length=1, max_length=128, description="case or crime reference")
+    purpose: str = Field(min_length=1, max_length=2000, description="why this search is necessary")
+    submitted_by: str = Field(default="analyst", min_length=1, max_length=128)
+    search_poor_faces: bool = Field(
+        default=False, description="also search faces the quality gate marked poor (recorded per face)"
+    )
+
+
+class Progress(BaseModel):
+    total: int
+    queued: int
+    processing: int
+    done: int
+    failed: int
+
+
+class SubmissionSummary(BaseModel):
+    id: int
+    case_reference: str
+    purpose: str
+    submitted_by: str
+    search_poor_faces: bool
+    pack_id: str
+    created_at: datetime
+    status: str = Field(description="open | queued | processing | complete")
+    progress: Progress
+
+
+class ImageError(BaseModel):
+    code: str | None
+    message: str | None
+
+
+class ProbeImageStatus(BaseModel):
+    id: int
+    file: str
+    status: str = Field(description="queued | processing | done | failed")
+    error: ImageError | None
+    retailer: str
+    store: str
+    incident_reference: str
+    captured_at: datetime | None
+    supplied_by: str
+    witness_statement: bool
+
+
+class SubmissionDetail(SubmissionSummary):
+    images: list[ProbeImageStatus]
+
+
+class CandidateOut(BaseModel):
+    rank: int
+    custody_reference: str
+    subject_id: int
+    template_id: int | None
+    score: float = Field(description="cosine similarity")
+    above_threshold: bool = Field(description="score >= the pack's operating threshold")
+
+
+class Quality(BaseModel):
+    score: float
+    usable: bool
+    reasons: list[str]
+
+
+class FaceOut(BaseModel):
+    face_index: int
+    box: list[float] = Field(description="x, y, width, height in image pixels")
+    landmarks: list[list[float]]
+    det_score: float
+    quality: Quality
+    searched: bool
+    poor_face_override: bool
+    candidates: list[CandidateOut]
+
+
+class StoredFaceOut(FaceOut):
+    threshold: float
+
+
+class ProbeImageResult(ProbeImageStatus):
+    faces: list[StoredFaceOut]
+
+
+class SubmissionResults(SubmissionSummary):
+    images: list[ProbeImageResult]
+
+
+class UploadAccepted(BaseModel):
+    submission_id: int
+    image_ids: list[int]
+
+
+class SearchResult(BaseModel):
+    pack_id: str
+    threshold: float
+    width: int
+    height: int
+    faces: list[FaceOut]
+    notice: str = "Candidates are investigative leads for a trained reviewer, never identifications."
+
+
+class EnrolResult(BaseModel):
+    status: str = Field(description="enrolled | already_enrolled | rejected")
+    custody_reference: str
+    file_name: str
+    subject_id: int | None
+    template_id: int | None
+    reason_code: str | None = None
+    reason: str | None = None
+    quality_reasons: list[str] = []
+
+
+class SubjectOut(BaseModel):
+    id: int
+    custody_reference: str
+    source: str
+    lawful_basis: str
+    conviction_status: str
+    under_18: bool
+    enrolled_at: datetime
+    images: int
+    templates: int
+
+
+class DeletedSubject(BaseModel):
+    subject_id: int
+    templates: int
+    images: int
+    files: int
+
+
+class Health(BaseModel):
+    status: str
+    pack_id: str
+    gallery_templates: int
+    index: str

@@ -1,0 +1,102 @@
+"""The application: ``Runtime`` wires the concrete parts; ``create_app`` serves them over HTTP.
+
+Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.config import Settings
+from service.db.engine import make_engine, migrate, session_factory
+from service.db.image_store import ImageStore
+from service.embeddings.pipeline import FacePipeline
+from service.services.gallery import GalleryIndexHolder, GalleryService
+from service.services.search import GallerySearcher
+from service.services.submissions import SubmissionService
+from service.services.worker import JobWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    pipeline: FacePipeline
+    store: ImageStore
+    holder: GalleryIndexHolder
+    gallery: GalleryService
+    searcher: GallerySearcher
+    submissions: SubmissionService
+    worker: JobWorker
+
+    @classmethod
+    def build(cls, settings: Settings, pipeline: FacePipeline | None = None) -> Runtime:
+        """Wire every part; ``pipeline`` lets a caller share one set of ONNX sessions."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url)
+        migrate(engine)
+        factory = session_factory(engine)
+        pipeline = pipeline or FacePipeline.from_settings(settings)
+        store = ImageStore(settings.images_dir)
+        holder = GalleryIndexHolder(settings.index_dir, pipeline.pack_id, pipeline.manifest.embedding_dim, factory)
+        holder.open()
+        searcher = GallerySearcher(
+            holder, pipeline.manifest.operating_threshold, settings.search.top_k, settings.search.oversample
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            factory=factory,
+            pipeline=pipeline,
+            store=store,
+            holder=holder,
+            gallery=GalleryService(factory, pipeline, store, holder),
+            searcher=searcher,
+            submissions=SubmissionService(factory, pipeline, store, settings.images.max_bytes),
+            worker=JobWorker(factory, pipeline, searcher, store, settings.worker),
+        )
+
+    def close(self) -> None:
+        self.worker.stop()
+        self.engine.dispose()
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    from service.api.errors import install_error_handlers
+    from service.api.routes import router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or Runtime.build(settings or Settings())
+        app.state.runtime = rt
+        if rt.settings.worker.enabled:
+            rt.worker.start()
+        try:
+            yield
+        finally:
+            rt.worker.stop()
+            if runtime is None:
+                rt.close()
+
+    app = FastAPI(
+        title="Retail-crime retrospective face search",
+        version="0.1.0",
+        description=(
+            "Search retailers' CCTV stills against the custody-image gallery. Every candidate is an "
+            "investigative lead for a trained reviewer, never an identification."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

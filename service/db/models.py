@@ -1,0 +1,202 @@
+"""The database schema: the source of truth for the gallery, submissions, results and jobs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+Timestamp = DateTime(timezone=True)
+
+
+class GalleryState(Base):
+    """One row per model pack, bumped on every gallery change.
+
+    Every process compares it with its in-memory index to tell when that index is stale.
+    """
+
+    __tablename__ = "gallery_state"
+    pack_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Subject(Base):
+    """A person in the custody gallery, with the provenance R7 asks for."""
+
+    __tablename__ = "subjects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    custody_reference: Mapped[str] = mapped_column(String(128), unique=True)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    lawful_basis: Mapped[str] = mapped_column(String(200), default="")
+    conviction_status: Mapped[str] = mapped_column(String(64), default="unknown")
+    under_18: Mapped[bool] = mapped_column(Boolean, default=False)
+    enrolled_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    images: Mapped[list[CustodyImage]] = relationship(back_populates="subject", cascade="all, delete-orphan")
+    templates: Mapped[list[FaceTemplate]] = relationship(back_populates="subject", cascade="all, delete-orphan")
+
+
+class CustodyImage(Base):
+    __tablename__ = "custody_images"
+    __table_args__ = (UniqueConstraint("subject_id", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    subject: Mapped[Subject] = relationship(back_populates="images")
+
+
+class FaceTemplate(Base):
+    """One gallery embedding; its id is the key in the FAISS index."""
+
+    __tablename__ = "face_templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    custody_image_id: Mapped[int] = mapped_column(ForeignKey("custody_images.id", ondelete="CASCADE"), index=True)
+    pack_id: Mapped[str] = mapped_column(String(64), index=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+    quality_score: Mapped[float] = mapped_column(Float)
+    box: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    subject: Mapped[Subject] = relationship(back_populates="templates")
+
+
+class Submission(Base):
+    """A sprint: a batch of retailers' stills submitted under one case reference and purpose."""
+
+    __tablename__ = "submissions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_reference: Mapped[str] = mapped_column(String(128), index=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    search_poor_faces: Mapped[bool] = mapped_column(Boolean, default=False)
+    pack_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+
+    images: Mapped[list[ProbeImage]] = relationship(
+        back_populates="submission", cascade="all, delete-orphan", order_by="ProbeImage.id"
+    )
+
+
+class ProbeImage(Base):
+    """One still of a submission, with the provenance R8 asks for and its processing status."""
+
+    __tablename__ = "probe_images"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    retailer: Mapped[str] = mapped_column(String(200), default="")
+    store: Mapped[str] = mapped_column(String(200), default="")
+    incident_reference: Mapped[str] = mapped_column(String(200), default="")
+    captured_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    supplied_by: Mapped[str] = mapped_column(String(200), default="")
+    witness_statement: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    submission: Mapped[Submission] = relationship(back_populates="images")
+    faces: Mapped[list[ProbeFace]] = relationship(
+        back_populates="image", cascade="all, delete-orphan", order_by="ProbeFace.face_index"
+    )
+
+
+class ProbeFace(Base):
+    __tablename__ = "probe_faces"
+    __table_args__ = (UniqueConstraint("probe_image_id", "face_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probe_image_id: Mapped[int] = mapped_column(ForeignKey("probe_images.id", ondelete="CASCADE"), index=True)
+    face_index: Mapped[int] = mapped_column(Integer)
+    box: Mapped[list[Any]] = mapped_column(JSON)
+    landmarks: Mapped[list[Any]] = mapped_column(JSON)
+    det_score: Mapped[float] = mapped_column(Float)
+    quality_score: Mapped[float] = mapped_column(Float)
+    usable: Mapped[bool] = mapped_column(Boolean)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    pack_id: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    searched: Mapped[bool] = mapped_column(Boolean, default=False)
+    poor_face_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    threshold: Mapped[float] = mapped_column(Float)
+
+    image: Mapped[ProbeImage] = relationship(back_populates="faces")
+    candidates: Mapped[list[Candidate]] = relationship(
+        back_populates="face", cascade="all, delete-orphan", order_by="Candidate.rank"
+    )
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+    __table_args__ = (UniqueConstraint("probe_face_id", "rank"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probe_face_id: Mapped[int] = mapped_column(ForeignKey("probe_faces.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    above_threshold: Mapped[bool] = mapped_column(Boolean)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("face_templates.id", ondelete="SET NULL"), nullable=True)
+
+    face: Mapped[ProbeFace] = relationship(back_populates="candidates")
+    subject: Mapped[Subject] = relationship()
+
+
+class Job(Base):
+    """The durable work queue: one job per probe image, leased by one worker at a time."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), default="process_probe")
+    probe_image_id: Mapped[int] = mapped_column(ForeignKey("probe_images.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,176 @@
+"""On-disk layout of a saved gallery index: one index file plus a JSON manifest that vouches for it.
+
+``<directory>/index.faiss`` and ``<directory>/manifest.json``; one directory per pack (suggested:
+``<data_dir>/index/<pack_id>``). Every file is written atomically: a temporary file in the same
+directory, flushed and fsynced, ``os.replace``-d over the old one, then the directory fsynced.
+The index file is written first and the manifest last, and the manifest carries the index
+file's size and sha256: a crash between the two leaves a manifest that no longer matches, which
+``load`` reports as corrupt (and ``open_or_rebuild`` repairs from the database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from service.errors import IndexUnavailable
+
+INDEX_FILE = "index.faiss"
+MANIFEST_FILE = "manifest.json"
+FORMAT_VERSION = 1
+INDEX_TYPE = "IDMap2,Flat"
+METRIC = "inner_product"
+_CHUNK = 4 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexManifest:
+    """What ``save`` wrote, and what ``load`` checks before trusting the index file."""
+
+    format_version: int
+    pack_id: str
+    dim: int
+    count: int
+    max_id: int  # -1 when the index is empty
+    index_file: str
+    index_bytes: int
+    sha256: str
+    index_type: str
+    metric: str
+    faiss_version: str
+    saved_at: str  # ISO 8601, UTC
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes, where: Path) -> IndexManifest:
+        try:
+            raw = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexUnavailable(f"{where}: manifest is not JSON: {exc}", code="index_corrupt") from exc
+        if not isinstance(raw, dict):
+            raise IndexUnavailable(f"{where}: manifest is not a JSON object", code="index_corrupt")
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise IndexUnavailable(
+                f"{where}: manifest format {raw.get('format_version')!r}, expected {FORMAT_VERSION}",
+                code="index_stale",
+            )
+        return cls(
+            format_version=FORMAT_VERSION,
+            pack_id=_field(raw, "pack_id", str, where),
+            dim=_field(raw, "dim", int, where),
+            count=_field(raw, "count", int, where),
+            max_id=_field(raw, "max_id", int, where),
+            index_file=_field(raw, "index_file", str, where),
+            index_bytes=_field(raw, "index_bytes", int, where),
+            sha256=_field(raw, "sha256", str, where),
+            index_type=_field(raw, "index_type", str, where),
+            metric=_field(raw, "metric", str, where),
+            faiss_version=_field(raw, "faiss_version", str, where),
+            saved_at=_field(raw, "saved_at", str, where),
+        )
+
+
+def _field(raw: dict[str, Any], name: str, kind: type[_T], where: Path) -> _T:
+    value = raw.get(name)
+    # bool is an int subclass; a manifest saying "count": true is corrupt, not 1.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise IndexUnavailable(f"{where}: manifest field {name!r} missing or not {kind.__name__}", code="index_corrupt")
+    return value
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, produce: Callable[[Path], None]) -> None:
+    """Create ``path`` via ``produce(temporary_path)`` so that readers see the old file or the whole new one.
+
+    ``produce`` writes the complete content to the temporary path it is given (same directory,
+    so the final ``os.replace`` is atomic); it is then fsynced, renamed over ``path``, and the
+    directory fsynced so the rename survives a power cut.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        produce(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Delete temporary files a crashed save left behind; returns how many."""
+    removed = 0
+    for name in (INDEX_FILE, MANIFEST_FILE):
+        for leftover in directory.glob(f".{name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(directory: Path) -> IndexManifest:
+    path = directory / MANIFEST_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise IndexUnavailable(f"no index manifest at {path}", code="index_missing") from exc
+    except OSError as exc:
+        raise IndexUnavailable(f"{path}: cannot read manifest: {exc}", code="index_corrupt") from exc
+    return IndexManifest.from_json(data, path)
+
+
+def verify_index_file(directory: Path, manifest: IndexManifest) -> Path:
+    """The index file the manifest names, after checking its size and sha256."""
+    if Path(manifest.index_file).name != manifest.index_file:
+        raise IndexUnavailable(
+            f"manifest names index file {manifest.index_file!r} outside {directory}", code="index_corrupt"
+        )
+    path = directory / manifest.index_file
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise IndexUnavailable(f"manifest present but index file {path} is missing", code="index_missing") from exc
+    if size != manifest.index_bytes:
+        raise IndexUnavailable(
+            f"{path}: {size} bytes, manifest says {manifest.index_bytes} (truncated or replaced)",
+            code="index_corrupt",
+        )
+    actual = sha256_file(path)
+    if actual != manifest.sha256:
+        raise IndexUnavailable(f"{path}: sha256 does not match the manifest", code="index_corrupt")
+    return path

@@ -1,0 +1,1 @@
+"""Use cases: enrol, submit, process, search. Each runs inside one database transaction."""

@@ -1,0 +1,319 @@
+"""The custody gallery: enrolment, deletion, and keeping the FAISS index in step with the database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.image_store import ImageStore, sha256_bytes
+from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
+from service.domain.faces import FaceRecord
+from service.embeddings.pipeline import FacePipeline
+from service.errors import InvalidRequest, NotFound, ServiceError
+from service.index import FaissGalleryIndex, open_or_rebuild
+
+log = logging.getLogger(__name__)
+
+# A custody image may show other people far behind the subject; the subject's face must dominate.
+DOMINANT_AREA_RATIO = 2.5
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectProvenance:
+    """What R7 asks to keep on every gallery record."""
+
+    source: str = ""
+    lawful_basis: str = ""
+    conviction_status: str = "unknown"
+    under_18: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolOutcome:
+    status: str  # enrolled | already_enrolled | rejected
+    custody_reference: str
+    file_name: str
+    subject_id: int | None = None
+    template_id: int | None = None
+    reason_code: str | None = None
+    reason: str | None = None
+    quality_reasons: tuple[str, ...] = field(default_factory=tuple)
+
+
+def embedding_to_bytes(vector: NDArray[np.float32]) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def embedding_from_bytes(data: bytes) -> NDArray[np.float32]:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def choose_custody_face(faces: list[FaceRecord]) -> FaceRecord | tuple[str, str, tuple[str, ...]]:
+    """The one face to enrol, or (code, message, quality reasons) for a rejection.
+
+    Poor faces (small, blurred people in the background) do not compete with the subject; of
+    the usable faces the largest must dominate the others, or the image is ambiguous.
+    """
+    if not faces:
+        return ("no_face", "no face was found in the image", ())
+
+    def area(f: FaceRecord) -> float:
+        return f.face.box[2] * f.face.box[3]
+
+    usable = sorted((f for f in faces if f.quality.usable), key=area, reverse=True)
+    if not usable:
+        largest = max(faces, key=area)
+        reasons = largest.quality.reasons
+        return ("poor_quality", f"face quality is poor: {', '.join(reasons)}", reasons)
+    if len(usable) > 1 and area(usable[0]) < DOMINANT_AREA_RATIO * area(usable[1]):
+        return ("several_faces", f"{len(usable)} clear faces of similar size; a custody image must show one", ())
+    return usable[0]
+
+
+class GalleryIndexHolder:
+    """The in-process FAISS index for the configured pack, reconciled with the database.
+
+    The database is the source of truth. Every gallery change bumps ``gallery_state.version`` in
+    the same transaction; a process whose index was built at another version reconciles before
+    searching (adds the templates it lacks, removes those deleted), so a CLI import and a running
+    service on the same data directory never disagree for long.
+    """
+
+    def __init__(self, directory: Path, pack_id: str, dim: int, factory: sessionmaker[Session]) -> None:
+        self.directory = directory
+        self.pack_id = pack_id
+        self.dim = dim
+        self.factory = factory
+        self.lock = threading.RLock()
+        self.version = -1
+        self.index: FaissGalleryIndex
+        self.open_status = ""
+
+    def _db_version(self, session: Session) -> int:
+        return int(session.scalar(select(GalleryState.version).where(GalleryState.pack_id == self.pack_id)) or 0)
+
+    def _expected(self) -> tuple[int, int]:
+        with self.factory() as session:
+            count, max_id = session.execute(
+                select(func.count(FaceTemplate.id), func.max(FaceTemplate.id)).where(
+                    FaceTemplate.pack_id == self.pack_id
+                )
+            ).one()
+        return int(count or 0), int(max_id or -1)
+
+    def _embeddings(self, only: set[int] | None = None) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        last = 0
+        with self.factory() as session:
+            while True:
+                query = (
+                    select(FaceTemplate.id, FaceTemplate.embedding)
+                    .where(FaceTemplate.pack_id == self.pack_id, FaceTemplate.id > last)
+                    .order_by(FaceTemplate.id)
+                    .limit(20_000)
+                )
+                rows = session.execute(query).all()
+                if not rows:
+                    return
+                last = int(rows[-1][0])
+                if only is not None:
+                    rows = [r for r in rows if int(r[0]) in only]
+                if rows:
+                    ids = np.array([r[0] for r in rows], dtype=np.int64)
+                    vectors = np.stack([embedding_from_bytes(r[1]) for r in rows])
+                    yield ids, vectors
+
+    def open(self) -> str:
+        """Load the persisted index, or rebuild it from the database when missing, stale or corrupt."""
+        with self.lock:
+            with self.factory() as session:
+                version = self._db_version(session)
+            self.index, self.open_status = open_or_rebuild(
+                self.directory, self.pack_id, self.dim, self._expected, lambda: self._embeddings()
+            )
+            self.version = version
+            log.info("gallery index %s", self.open_status)
+            return self.open_status
+
+    def refresh(self) -> None:
+        """Reconcile with the database if another process changed the gallery."""
+        with self.lock:
+            with self.factory() as session:
+                version = self._db_version(session)
+                if version == self.version:
+                    return
+                db_ids = {
+                    int(i) for i in session.scalars(select(FaceTemplate.id).where(FaceTemplate.pack_id == self.pack_id))
+                }
+            held = {int(i) for i in self.index.ids()}
+            stale = held - db_ids
+            missing = db_ids - held
+            if stale:
+                self.index.remove(np.array(sorted(stale), dtype=np.int64))
+            for ids, vectors in self._embeddings(only=missing) if missing else ():
+                self.index.add(ids, vectors)
+            self.version = version
+            if stale or missing:
+                self.index.save()
+
+    def applied(
+        self,
+        version: int,
+        add: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
+        remove: NDArray[np.int64] | None = None,
+        save: bool = True,
+    ) -> None:
+        """Apply a change this process just committed at gallery ``version``."""
+        with self.lock:
+            if self.version != version - 1:
+                self.refresh()  # someone else changed the gallery in between: reconcile fully
+                return
+            if add is not None and len(add[0]):
+                self.index.add(*add)
+            if remove is not None and len(remove):
+                self.index.remove(remove)
+            self.version = version
+            if save:
+                self.index.save()
+
+    def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        self.refresh()
+        with self.lock:
+            return self.index.search(queries, k)
+
+
+def bump_version(session: Session, pack_id: str) -> int:
+    state = session.get(GalleryState, pack_id, with_for_update=True)
+    if state is None:
+        state = GalleryState(pack_id=pack_id, version=0)
+        session.add(state)
+    state.version = int(state.version) + 1
+    session.flush()
+    return int(state.version)
+
+
+class GalleryService:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        pipeline: FacePipeline,
+        store: ImageStore,
+        holder: GalleryIndexHolder,
+    ) -> None:
+        self.factory = factory
+        self.pipeline = pipeline
+        self.store = store
+        self.holder = holder
+
+    def enrol(
+        self,
+        custody_reference: str,
+        data: bytes,
+        file_name: str,
+        provenance: SubjectProvenance | None = None,
+        *,
+        save_index: bool = True,
+    ) -> EnrolOutcome:
+        """Enrol one custody image; a re-run with the same image is a no-op (resumable imports)."""
+        reference = custody_reference.strip()
+        if not reference:
+            raise InvalidRequest("custody_reference is required")
+        digest = sha256_bytes(data)
+        with self.factory() as session:
+            existing = session.execute(
+                select(CustodyImage.subject_id)
+                .join(Subject)
+                .where(Subject.custody_reference == reference, CustodyImage.sha256 == digest)
+            ).first()
+        if existing is not None:
+            return EnrolOutcome("already_enrolled", reference, file_name, subject_id=int(existing[0]))
+        try:
+            analysed = self.pipeline.analyse_bytes(data)
+        except ServiceError as exc:
+            return EnrolOutcome("rejected", reference, file_name, reason_code=exc.code, reason=exc.message)
+        choice = choose_custody_face(analysed.faces)
+        if isinstance(choice, tuple):
+            code, message, reasons = choice
+            return EnrolOutcome(
+                "rejected", reference, file_name, reason_code=code, reason=message, quality_reasons=reasons
+            )
+        self.store.put(data)
+        with self.factory() as session, session.begin():
+            subject = session.scalar(select(Subject).where(Subject.custody_reference == reference))
+            if subject is None:
+                p = provenance or SubjectProvenance()
+                subject = Subject(
+                    custody_reference=reference,
+                    source=p.source,
+                    lawful_basis=p.lawful_basis,
+                    conviction_status=p.conviction_status,
+                    under_18=p.under_18,
+                )
+                session.add(subject)
+                session.flush()
+            image = CustodyImage(
+                subject_id=subject.id,
+                sha256=digest,
+                file_name=file_name[:255],
+                width=analysed.width,
+                height=analysed.height,
+            )
+            session.add(image)
+            session.flush()
+            template = FaceTemplate(
+                subject_id=subject.id,
+                custody_image_id=image.id,
+                pack_id=choice.pack_id,
+                dim=int(choice.embedding.shape[0]),
+                embedding=embedding_to_bytes(choice.embedding),
+                quality_score=choice.quality.score,
+                box=[round(v, 1) for v in choice.face.box],
+            )
+            session.add(template)
+            session.flush()
+            version = bump_version(session, choice.pack_id)
+            subject_id, template_id = int(subject.id), int(template.id)
+        self.holder.applied(
+            version, add=(np.array([template_id], np.int64), choice.embedding[None, :]), save=save_index
+        )
+        return EnrolOutcome("enrolled", reference, file_name, subject_id=subject_id, template_id=template_id)
+
+    def delete_subject(self, subject_id: int) -> dict[str, int]:
+        """Remove a subject's records, stored files, templates and index entries at once (R7)."""
+        with self.factory() as session, session.begin():
+            if session.get(Subject, subject_id, with_for_update=True) is None:
+                raise NotFound(f"subject {subject_id} not found")
+            template_ids = list(session.scalars(select(FaceTemplate.id).where(FaceTemplate.subject_id == subject_id)))
+            digests = list(session.scalars(select(CustodyImage.sha256).where(CustodyImage.subject_id == subject_id)))
+            # Candidates naming the subject go with it (FK cascade); so do its templates and images.
+            session.execute(delete(FaceTemplate).where(FaceTemplate.subject_id == subject_id))
+            session.execute(delete(CustodyImage).where(CustodyImage.subject_id == subject_id))
+            session.execute(delete(Subject).where(Subject.id == subject_id))
+            version = bump_version(session, self.holder.pack_id)
+        self.holder.applied(version, remove=np.array(template_ids, dtype=np.int64))
+        removed_files = 0
+        with self.factory() as session:
+            for digest in digests:
+                if not self._file_in_use(session, digest) and self.store.delete(digest):
+                    removed_files += 1
+        return {"templates": len(template_ids), "images": len(digests), "files": removed_files}
+
+    @staticmethod
+    def _file_in_use(session: Session, digest: str) -> bool:
+        custody = session.scalar(select(func.count()).select_from(CustodyImage).where(CustodyImage.sha256 == digest))
+        probes = session.scalar(select(func.count()).select_from(ProbeImage).where(ProbeImage.sha256 == digest))
+        return bool(custody or probes)
+
+    def save_index(self) -> None:
+        with self.holder.lock:
+            self.holder.index.save()
+
+
+ProgressCallback = Callable[[EnrolOutcome], None]

@@ -1,0 +1,287 @@
+"""Sprints: create a submission, upload its stills with provenance, read progress and results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from service.db.image_store import ImageStore, sha256_bytes
+from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.domain.faces import FaceRecord
+from service.embeddings.pipeline import FacePipeline
+from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceError
+from service.services.search import CandidateHit, GallerySearcher
+
+IMAGE_STATUSES = ("queued", "processing", "done", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeProvenance:
+    """What R8 asks to keep on every probe."""
+
+    retailer: str = ""
+    store: str = ""
+    incident_reference: str = ""
+    captured_at: datetime | None = None
+    supplied_by: str = ""
+    witness_statement: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    file_name: str
+    data: bytes
+    provenance: ProbeProvenance = field(default_factory=ProbeProvenance)
+
+
+@dataclass(frozen=True, slots=True)
+class FaceOutcome:
+    record: FaceRecord
+    searched: bool
+    override: bool
+    candidates: list[CandidateHit]
+
+    def to_dict(self, index: int) -> dict[str, Any]:
+        return {
+            "face_index": index,
+            **self.record.to_dict(),
+            "searched": self.searched,
+            "poor_face_override": self.override,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def analyse_and_search(
+    pipeline: FacePipeline,
+    searcher: GallerySearcher,
+    session: Session,
+    image: NDArray[np.uint8],
+    search_poor_faces: bool,
+) -> list[FaceOutcome]:
+    """Every face of one decoded still with its quality verdict; usable faces (or all, on override) searched."""
+    faces = pipeline.analyse(image).faces
+    to_search = [i for i, f in enumerate(faces) if f.quality.usable or search_poor_faces]
+    hits: dict[int, list[CandidateHit]] = {}
+    if to_search:
+        queries = np.stack([faces[i].embedding for i in to_search])
+        for i, found in zip(to_search, searcher.search(session, queries, pipeline.pack_id), strict=True):
+            hits[i] = found
+    return [
+        FaceOutcome(
+            record=face,
+            searched=i in hits,
+            override=i in hits and not face.quality.usable,
+            candidates=hits.get(i, []),
+        )
+        for i, face in enumerate(faces)
+    ]
+
+
+class SubmissionService:
+    def __init__(
+        self, factory: sessionmaker[Session], pipeline: FacePipeline, store: ImageStore, max_bytes: int
+    ) -> None:
+        self.factory = factory
+        self.pipeline = pipeline
+        self.store = store
+        self.max_bytes = max_bytes
+
+    def create(self, case_reference: str, purpose: str, submitted_by: str, search_poor_faces: bool = False) -> int:
+        if not case_reference.strip() or not purpose.strip():
+            raise InvalidRequest("case_reference and purpose are required")
+        with self.factory() as session, session.begin():
+            submission = Submission(
+                case_reference=case_reference.strip(),
+                purpose=purpose.strip(),
+                submitted_by=submitted_by.strip() or "unknown",
+                search_poor_faces=search_poor_faces,
+                pack_id=self.pipeline.pack_id,
+            )
+            session.add(submission)
+            session.flush()
+            return int(submission.id)
+
+    def validate(self, upload: Upload) -> tuple[int, int]:
+        """Refuse an upload that is over-size or not a decodable image; returns its size."""
+        if len(upload.data) > self.max_bytes:
+            raise PayloadTooLarge(
+                f"{upload.file_name}: {len(upload.data)} bytes exceeds the limit of {self.max_bytes} bytes"
+            )
+        try:
+            image = self.pipeline.decode(upload.data)
+        except ServiceError as exc:
+            raise type(exc)(f"{upload.file_name}: {exc.message}") from exc
+        return int(image.shape[1]), int(image.shape[0])
+
+    def add_images(self, submission_id: int, uploads: list[Upload]) -> list[int]:
+        """Store every upload and queue it, or (if any is bad) store none of them."""
+        if not uploads:
+            raise InvalidRequest("no images in the request")
+        with self.factory() as session:
+            if session.get(Submission, submission_id) is None:
+                raise NotFound(f"submission {submission_id} not found")
+        sizes = [self.validate(upload) for upload in uploads]
+        digests = [self.store.put(upload.data) for upload in uploads]
+        ids: list[int] = []
+        with self.factory() as session, session.begin():
+            for upload, digest, (width, height) in zip(uploads, digests, sizes, strict=True):
+                p = upload.provenance
+                image = ProbeImage(
+                    submission_id=submission_id,
+                    file_name=upload.file_name[:255],
+                    sha256=digest,
+                    size_bytes=len(upload.data),
+                    retailer=p.retailer,
+                    store=p.store,
+                    incident_reference=p.incident_reference,
+                    captured_at=p.captured_at,
+                    supplied_by=p.supplied_by,
+                    witness_statement=p.witness_statement,
+                    width=width,
+                    height=height,
+                    status="queued",
+                )
+                session.add(image)
+                session.flush()
+                session.add(Job(probe_image_id=image.id, status="queued"))
+                ids.append(int(image.id))
+        return ids
+
+    def add_rejected(self, submission_id: int, file_name: str, data: bytes, code: str, message: str) -> int:
+        """Record a file that could not be accepted as a failed image, so nothing submitted is lost silently."""
+        with self.factory() as session, session.begin():
+            image = ProbeImage(
+                submission_id=submission_id,
+                file_name=file_name[:255],
+                sha256=sha256_bytes(data),
+                size_bytes=len(data),
+                status="failed",
+                error_code=code,
+                error_message=message[:2000],
+                processed_at=datetime.now(UTC),
+            )
+            session.add(image)
+            session.flush()
+            return int(image.id)
+
+    @staticmethod
+    def _summary(session: Session, submission: Submission) -> dict[str, Any]:
+        counts = dict(
+            session.execute(
+                select(ProbeImage.status, func.count())
+                .where(ProbeImage.submission_id == submission.id)
+                .group_by(ProbeImage.status)
+            ).all()
+        )
+        total = sum(counts.values())
+        finished = counts.get("done", 0) + counts.get("failed", 0)
+        if total == 0:
+            status = "open"
+        elif finished == total:
+            status = "complete"
+        elif finished == 0 and counts.get("processing", 0) == 0:
+            status = "queued"
+        else:
+            status = "processing"
+        return {
+            "id": submission.id,
+            "case_reference": submission.case_reference,
+            "purpose": submission.purpose,
+            "submitted_by": submission.submitted_by,
+            "search_poor_faces": submission.search_poor_faces,
+            "pack_id": submission.pack_id,
+            "created_at": submission.created_at.isoformat(),
+            "status": status,
+            "progress": {"total": total, **{s: int(counts.get(s, 0)) for s in IMAGE_STATUSES}},
+        }
+
+    def list(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        with self.factory() as session:
+            rows = session.scalars(select(Submission).order_by(Submission.id.desc()).limit(limit).offset(offset)).all()
+            return [self._summary(session, s) for s in rows]
+
+    def get(self, submission_id: int) -> dict[str, Any]:
+        with self.factory() as session:
+            submission = session.get(Submission, submission_id)
+            if submission is None:
+                raise NotFound(f"submission {submission_id} not found")
+            summary = self._summary(session, submission)
+            summary["images"] = [
+                {
+                    "id": image.id,
+                    "file": image.file_name,
+                    "status": image.status,
+                    "error": {"code": image.error_code, "message": image.error_message} if image.error_code else None,
+                    **_provenance(image),
+                }
+                for image in submission.images
+            ]
+            return summary
+
+    def results(self, submission_id: int) -> dict[str, Any]:
+        with self.factory() as session:
+            submission = session.get(Submission, submission_id)
+            if submission is None:
+                raise NotFound(f"submission {submission_id} not found")
+            summary = self._summary(session, submission)
+            images = session.scalars(
+                select(ProbeImage)
+                .where(ProbeImage.submission_id == submission_id)
+                .order_by(ProbeImage.id)
+                .options(
+                    selectinload(ProbeImage.faces).selectinload(ProbeFace.candidates).selectinload(Candidate.subject)
+                )
+            ).all()
+            summary["images"] = [
+                {
+                    "id": image.id,
+                    "file": image.file_name,
+                    "status": image.status,
+                    "error": {"code": image.error_code, "message": image.error_message} if image.error_code else None,
+                    **_provenance(image),
+                    "faces": [_face_dict(face) for face in image.faces],
+                }
+                for image in images
+            ]
+            return summary
+
+
+def _provenance(image: ProbeImage) -> dict[str, Any]:
+    return {
+        "retailer": image.retailer,
+        "store": image.store,
+        "incident_reference": image.incident_reference,
+        "captured_at": image.captured_at.isoformat() if image.captured_at else None,
+        "supplied_by": image.supplied_by,
+        "witness_statement": image.witness_statement,
+    }
+
+
+def _face_dict(face: ProbeFace) -> dict[str, Any]:
+    return {
+        "face_index": face.face_index,
+        "box": face.box,
+        "landmarks": face.landmarks,
+        "det_score": face.det_score,
+        "quality": {"score": face.quality_score, "usable": face.usable, "reasons": face.reasons},
+        "searched": face.searched,
+        "poor_face_override": face.poor_face_override,
+        "threshold": face.threshold,
+        "candidates": [
+            {
+                "rank": c.rank,
+                "custody_reference": c.subject.custody_reference,
+                "subject_id": c.subject_id,
+                "template_id": c.template_id,
+                "score": round(c.score, 4),
+                "above_threshold": c.above_threshold,
+            }
+            for c in face.candidates
+        ],
+    }

@@ -1,0 +1,93 @@
+"""Service fixtures: a real database (SQLite file, and PostgreSQL when available), a real FAISS
+index and the real model pack, with a small LFW custody gallery."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from service.app import Runtime
+from service.config import Settings, WorkerSettings
+from service.embeddings.pipeline import FacePipeline
+from tests.conftest import lfw_path
+
+POSTGRES_URL = os.environ.get("RFR_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("RFR_TEST_REQUIRE_POSTGRES") == "1"
+
+# Enrolled with their first image; probes are their other images.
+ENROLLED = [
+    "Colin_Powell",
+    "Serena_Williams",
+    "Jennifer_Capriati",
+    "Hugo_Chavez",
+    "Ariel_Sharon",
+    "Gloria_Macapagal_Arroyo",
+    "Jean_Chretien",
+    "Laura_Bush",
+    "Jacques_Chirac",
+    "Vladimir_Putin",
+    "Alvaro_Uribe",
+    "Gerhard_Schroeder",
+]
+# Distractors: people with a single LFW image, enrolled so the gallery is not trivially small.
+DISTRACTORS = ["AJ_Cook", "Aaron_Eckhart", "Abdoulaye_Wade", "Adam_Sandler", "Alan_Greenspan", "Al_Gore"]
+# Never enrolled: searches of them must come back with nothing above the threshold.
+NOT_ENROLLED = ["John_Ashcroft", "Donald_Rumsfeld", "Hans_Blix", "Lleyton_Hewitt"]
+
+
+def reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def database_params() -> list[object]:
+    params: list[object] = [pytest.param("sqlite", id="sqlite")]
+    if POSTGRES_URL or REQUIRE_POSTGRES:
+        params.append(pytest.param("postgresql", id="postgresql"))
+    else:
+        params.append(
+            pytest.param("postgresql", id="postgresql", marks=pytest.mark.skip("RFR_TEST_POSTGRES_URL not set"))
+        )
+    return params
+
+
+@pytest.fixture(params=database_params(), scope="module")
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'rfr.db'}"
+    if not POSTGRES_URL:
+        pytest.fail("RFR_TEST_REQUIRE_POSTGRES is set but RFR_TEST_POSTGRES_URL is not")
+    reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def make_settings(data_dir: Path, database: str, cache_dir: Path, **overrides: object) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=database,
+        cache_dir=cache_dir,
+        worker=WorkerSettings(enabled=False, poll_seconds=0.05),
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def runtime(database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline) -> Iterator[Runtime]:
+    rt = Runtime.build(make_settings(data_dir, database, settings.cache_dir), pipeline=pipeline)
+    for name in ENROLLED + DISTRACTORS:
+        outcome = rt.gallery.enrol(name, lfw_path(name, 1).read_bytes(), f"{name}_0001.jpg")
+        assert outcome.status == "enrolled", (name, outcome)
+    yield rt
+    rt.close()

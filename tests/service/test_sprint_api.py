@@ -1,0 +1,207 @@
+"""A sprint end to end through the HTTP API on a real database, index and model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from service.app import Runtime, create_app
+from service.db.models import Candidate, ProbeFace, ProbeImage, Submission
+from service.errors import PackMismatch
+from tests.conftest import encode, lfw_path, lfw_rgb
+from tests.service.conftest import ENROLLED, NOT_ENROLLED
+
+
+@pytest.fixture(scope="module")
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=runtime)) as test_client:
+        yield test_client
+
+
+def upload(client: TestClient, submission_id: int, files: list[Path], **form: str) -> dict:  # type: ignore[type-arg]
+    parts = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in files]
+    response = client.post(f"/submissions/{submission_id}/images", files=parts, data=form)
+    assert response.status_code == 202, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def new_submission(client: TestClient, **extra: object) -> int:
+    body = {"case_reference": "CASE/2026/0042", "purpose": "identify shop theft suspects", **extra}
+    response = client.post("/submissions", json=body)
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "open"
+    return int(response.json()["id"])
+
+
+def counts(runtime: Runtime) -> tuple[int, int, int]:
+    with runtime.factory() as session:
+        images = session.scalar(select(func.count()).select_from(ProbeImage)) or 0
+        submissions = session.scalar(select(func.count()).select_from(Submission)) or 0
+    files = sum(1 for p in runtime.store.root.rglob("*") if p.is_file()) if runtime.store.root.exists() else 0
+    return int(images), int(submissions), files
+
+
+def main_face(faces: list[dict], width: int = 250) -> dict:  # type: ignore[type-arg]
+    return min(faces, key=lambda f: abs(f["box"][0] + f["box"][2] / 2 - width / 2))
+
+
+def test_sprint_ranks_enrolled_people_first_and_strangers_below_threshold(client: TestClient, runtime: Runtime) -> None:
+    submission_id = new_submission(client)
+    mated = [lfw_path(name, n) for name in ENROLLED[:6] for n in (2, 3)]
+    strangers = [lfw_path(name, 1) for name in NOT_ENROLLED]
+    provenance = json.dumps(
+        {p.name: {"store": f"store-{i}", "incident_reference": f"INC-{i}"} for i, p in enumerate(mated)}
+    )
+    first = upload(
+        client,
+        submission_id,
+        mated,
+        retailer="Acme Stores",
+        provenance=provenance,
+        captured_at="2026-10-01T14:30:00+00:00",
+    )
+    second = upload(client, submission_id, strangers, retailer="Bargain Mart")
+    assert len(first["image_ids"]) == len(mated) and len(second["image_ids"]) == len(strangers)
+
+    status = client.get(f"/submissions/{submission_id}").json()
+    assert status["status"] == "queued" and status["progress"]["queued"] == len(mated) + len(strangers)
+    assert runtime.worker.run_until_empty() == len(mated) + len(strangers)
+    status = client.get(f"/submissions/{submission_id}").json()
+    assert status["status"] == "complete" and status["progress"]["done"] == len(mated) + len(strangers)
+
+    results = client.get(f"/submissions/{submission_id}/results").json()
+    by_file = {image["file"]: image for image in results["images"]}
+    rank_one = 0
+    for path in mated:
+        image = by_file[path.name]
+        assert image["status"] == "done" and image["retailer"] == "Acme Stores"
+        assert image["incident_reference"].startswith("INC-") and image["captured_at"].startswith("2026-10-01")
+        face = main_face(image["faces"])
+        assert face["searched"] and len(face["candidates"]) <= 20
+        ranks = [c["rank"] for c in face["candidates"]]
+        assert ranks == list(range(1, len(ranks) + 1))
+        subjects = [c["subject_id"] for c in face["candidates"]]
+        assert len(subjects) == len(set(subjects)), "a subject appears once per candidate list"
+        scores = [c["score"] for c in face["candidates"]]
+        assert scores == sorted(scores, reverse=True)
+        top = face["candidates"][0]
+        rank_one += top["custody_reference"] == path.parent.name
+    assert rank_one == len(mated), f"rank-1 hits {rank_one} of {len(mated)}"
+    for path in strangers:
+        for face in by_file[path.name]["faces"]:
+            assert not any(c["above_threshold"] for c in face["candidates"]), path.name
+
+
+def test_one_off_search_returns_candidates(client: TestClient) -> None:
+    data = lfw_path("Serena_Williams", 4).read_bytes()
+    response = client.post("/search", files={"file": ("probe.jpg", data, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["pack_id"] == "yunet_sface" and 0 < body["threshold"] < 1
+    face = body["faces"][0]
+    assert face["candidates"][0]["custody_reference"] == "Serena_Williams"
+    assert face["candidates"][0]["above_threshold"] is True
+    assert "never identifications" in body["notice"]
+
+
+def test_poor_faces_are_kept_but_not_searched_unless_asked(client: TestClient, runtime: Runtime) -> None:
+    from PIL import ImageFilter
+
+    blurred = encode(lfw_rgb("Colin_Powell", 4).filter(ImageFilter.GaussianBlur(3.5)), "JPEG")
+    for override in (False, True):
+        submission_id = new_submission(client, search_poor_faces=override)
+        response = client.post(
+            f"/submissions/{submission_id}/images", files=[("files", ("blurred.jpg", blurred, "image/jpeg"))]
+        )
+        assert response.status_code == 202
+        runtime.worker.run_until_empty()
+        face = client.get(f"/submissions/{submission_id}/results").json()["images"][0]["faces"][0]
+        assert face["quality"]["usable"] is False and "blurred" in face["quality"]["reasons"]
+        assert face["searched"] is override
+        assert face["poor_face_override"] is override
+        assert bool(face["candidates"]) is override
+
+
+def test_bad_uploads_get_typed_errors_and_store_nothing(client: TestClient, runtime: Runtime) -> None:
+    submission_id = new_submission(client)
+    before = counts(runtime)
+    good = lfw_path("Colin_Powell", 5).read_bytes()
+    cases = [
+        ([("files", ("notes.txt", b"hello, not an image", "text/plain"))], 422, "image_unreadable"),
+        ([("files", ("empty.jpg", b"", "image/jpeg"))], 422, "image_unreadable"),
+        (
+            [("files", ("ok.jpg", good, "image/jpeg")), ("files", ("cut.jpg", good[:2000], "image/jpeg"))],
+            422,
+            "image_unreadable",
+        ),
+        (
+            [("files", ("huge.jpg", b"\xff" * (runtime.settings.images.max_bytes + 1), "image/jpeg"))],
+            413,
+            "payload_too_large",
+        ),
+    ]
+    for files, status, code in cases:
+        response = client.post(f"/submissions/{submission_id}/images", files=files)
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == code and error["message"] and error["request_id"]
+    response = client.post("/submissions/999999/images", files=[("files", ("ok.jpg", good, "image/jpeg"))])
+    assert response.status_code == 404 and response.json()["error"]["code"] == "not_found"
+    response = client.post(
+        f"/submissions/{submission_id}/images",
+        data={"provenance": "{bad json"},
+        files=[("files", ("ok.jpg", good, "image/jpeg"))],
+    )
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+    assert counts(runtime) == before, "a bad request stores nothing"
+
+
+def test_malformed_requests_and_unknown_ids(client: TestClient, runtime: Runtime) -> None:
+    before = counts(runtime)
+    response = client.post("/submissions", json={"case_reference": "X"})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
+    assert "purpose" in response.json()["error"]["message"]
+    response = client.post("/submissions", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    for url in ("/submissions/424242", "/submissions/424242/results", "/gallery/subjects/424242", "/nowhere"):
+        response = client.get(url)
+        assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", url
+    assert client.get("/submissions/abc").status_code == 422
+    assert counts(runtime) == before
+
+
+def test_openapi_schema_is_complete(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path in (
+        "/submissions",
+        "/submissions/{submission_id}",
+        "/submissions/{submission_id}/images",
+        "/submissions/{submission_id}/results",
+        "/search",
+        "/gallery/enrol",
+        "/gallery/subjects/{subject_id}",
+    ):
+        assert path in schema["paths"], path
+    results = schema["paths"]["/submissions/{submission_id}/results"]["get"]["responses"]
+    assert "200" in results and "404" in results
+    assert "CandidateOut" in schema["components"]["schemas"]
+
+
+def test_search_with_another_pack_is_refused(runtime: Runtime) -> None:
+    import numpy as np
+
+    with runtime.factory() as session, pytest.raises(PackMismatch):
+        runtime.searcher.search(session, np.zeros((1, 128), np.float32), "buffalo_l")
+
+
+def test_results_are_stored_once_per_face(runtime: Runtime) -> None:
+    with runtime.factory() as session:
+        faces = session.execute(select(ProbeFace.probe_image_id, ProbeFace.face_index)).all()
+        assert len(faces) == len(set(faces))
+        pairs = session.execute(select(Candidate.probe_face_id, Candidate.subject_id)).all()
+        assert len(pairs) == len(set(pairs))
