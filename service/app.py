@@ -6,6 +6,7 @@ Nothing is built at import time.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,10 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import Settings
 from service.db.engine import make_engine, migrate, session_factory
 from service.db.image_store import ImageStore
+from service.domain.roles import Principal, Role
 from service.embeddings.pipeline import FacePipeline
 from service.services.gallery import GalleryIndexHolder, GalleryService
+from service.services.retention import RetentionService
+from service.services.review import ReviewService
 from service.services.search import GallerySearcher
 from service.services.submissions import SubmissionService
+from service.services.users import UserService
 from service.services.worker import JobWorker
 
 log = logging.getLogger(__name__)
@@ -38,6 +43,9 @@ class Runtime:
     searcher: GallerySearcher
     submissions: SubmissionService
     worker: JobWorker
+    users: UserService
+    review: ReviewService
+    retention: RetentionService
 
     @classmethod
     def build(cls, settings: Settings, pipeline: FacePipeline | None = None) -> Runtime:
@@ -64,6 +72,9 @@ class Runtime:
             searcher=searcher,
             submissions=SubmissionService(factory, pipeline, store, settings.images.max_bytes),
             worker=JobWorker(factory, pipeline, searcher, store, settings.worker),
+            users=UserService(factory, settings.auth.session_hours),
+            review=ReviewService(factory),
+            retention=RetentionService(factory, store, settings.retention.days),
         )
 
     def close(self) -> None:
@@ -71,8 +82,36 @@ class Runtime:
         self.engine.dispose()
 
 
+class PeriodicPurge:
+    """Runs the retention purge in the service every ``purge_interval_hours`` (and once at start)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="rfr-purge", daemon=True)
+
+    def _loop(self) -> None:
+        interval = self.runtime.settings.retention.purge_interval_hours * 3600
+        service_actor = Principal(username="service:retention", role=Role.ADMIN, via="service")
+        while not self.stop_event.is_set():
+            try:
+                self.runtime.retention.purge(service_actor)
+            except Exception:
+                log.exception("periodic purge failed")
+            self.stop_event.wait(interval)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     from service.api.errors import install_error_handlers
+    from service.api.people import router as people_router
+    from service.api.review import router as review_router
     from service.api.routes import router
 
     @asynccontextmanager
@@ -81,9 +120,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.state.runtime = rt
         if rt.settings.worker.enabled:
             rt.worker.start()
+        purge = PeriodicPurge(rt) if rt.settings.retention.enabled and runtime is None else None
+        if purge is not None:
+            purge.start()
+        if rt.users.count() == 0:
+            log.warning("no user accounts yet: create the first admin with 'rfr users create NAME --role admin'")
         try:
             yield
         finally:
+            if purge is not None:
+                purge.stop()
             rt.worker.stop()
             if runtime is None:
                 rt.close()
@@ -99,4 +145,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(people_router)
+    app.include_router(review_router)
     return app

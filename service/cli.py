@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from service.config import Settings
+from service.domain.roles import Principal, operator_principal
 from service.errors import ImageUnreadable, ServiceError
+
+
+def OPERATOR() -> Principal:
+    """The CLI on a local data directory acts as the machine's operator (an admin), so recorded."""
+    return operator_principal()
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -117,7 +123,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
             except OSError as exc:
                 outcome_status, reason = "rejected", {"code": "image_unreadable", "message": str(exc)}
             else:
-                outcome = runtime.gallery.enrol(reference, data, path.name, provenance, save_index=False)
+                outcome = runtime.gallery.enrol(OPERATOR(), reference, data, path.name, provenance, save_index=False)
                 outcome_status = outcome.status
                 reason = {"code": outcome.reason_code, "message": outcome.reason}
             counts[outcome_status] += 1
@@ -194,16 +200,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     runtime = _runtime(args)
     provenance_of = _probe_provenance(args, folder)
-    submission_id = runtime.submissions.create(args.case, args.purpose, args.submitted_by, args.search_poor_faces)
+    actor = OPERATOR()
+    submission_id = runtime.submissions.create(actor, args.case, args.purpose, args.search_poor_faces)
     rejected = []
     with _progress(len(files), "uploading", args.quiet) as bar:
         for path in files:
             name = str(path.relative_to(folder))
             data = path.read_bytes()
             try:
-                runtime.submissions.add_images(submission_id, [Upload(name, data, provenance_of(path))])
+                runtime.submissions.add_images(actor, submission_id, [Upload(name, data, provenance_of(path))])
             except _ServiceError as exc:
-                runtime.submissions.add_rejected(submission_id, name, data, exc.code, exc.message)
+                runtime.submissions.add_rejected(actor, submission_id, name, data, exc.code, exc.message)
                 rejected.append({"file": name, **exc.to_dict()})
             bar.update(1)
     lock = ServiceLock(settings.data_dir)
@@ -213,9 +220,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 runtime.worker.process(job_id)
                 bar.update(1)
     elif args.wait:
-        while runtime.submissions.get(submission_id)["status"] not in {"complete"}:
+        while runtime.submissions.get(actor, submission_id)["status"] not in {"complete"}:
             time.sleep(0.5)
-    summary = runtime.submissions.get(submission_id)
+    summary = runtime.submissions.get(actor, submission_id)
     runtime.close()
     if args.json:
         _emit(
@@ -245,7 +252,7 @@ def _print_faces_table(file_name: str, status: str, faces: list[dict[str, Any]])
 
 def cmd_results(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
-    results = runtime.submissions.results(args.submission)
+    results = runtime.submissions.results(OPERATOR(), args.submission)
     runtime.close()
     if args.json:
         _emit(results)
@@ -270,7 +277,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
-    result = search_still(runtime, data, args.search_poor_faces)
+    result = search_still(
+        runtime, OPERATOR(), data, args.case, args.purpose, args.search_poor_faces, args.threshold, args.reason
+    )
     runtime.close()
     result = {"file": path.name, "status": "done", **result}
     if args.json:
@@ -299,6 +308,135 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     finally:
         lock.release()
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    users = runtime.users
+    out: dict[str, Any] = {"user": getattr(args, "username", None)}
+    if args.users_command == "create":
+        out["id"] = users.create(OPERATOR(), args.username, args.role, _read_password(args))
+        out["role"] = args.role
+        if args.token:
+            out["token"] = users.issue_token(OPERATOR(), args.username)
+    elif args.users_command == "disable":
+        users.set_disabled(OPERATOR(), args.username, True)
+    elif args.users_command == "enable":
+        users.set_disabled(OPERATOR(), args.username, False)
+    elif args.users_command == "reset":
+        users.reset_password(OPERATOR(), args.username, _read_password(args))
+    elif args.users_command == "token":
+        out["token"] = users.issue_token(OPERATOR(), args.username)
+    elif args.users_command == "list":
+        out = {"users": users.list()}
+    runtime.close()
+    if args.json or "token" in out or args.users_command == "list":
+        _emit(out)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from service.db.engine import make_engine, migrate, session_factory
+    from service.services import audit
+
+    settings = _settings(args)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    factory = session_factory(engine)
+    if args.audit_command == "verify":
+        result = audit.verify(factory)
+        if args.json:
+            _emit(result.to_dict())
+        elif result.ok:
+            sys.stdout.write(f"audit trail intact: {result.events} events\n")
+        else:
+            sys.stdout.write(f"audit trail BROKEN at event {result.first_bad_seq}: {result.problem}\n")
+        engine.dispose()
+        return 0 if result.ok else 1
+    with factory() as session, session.begin():
+        audit.append(session, OPERATOR(), "audit_export", "audit", "", recipient=args.recipient, format=args.format)
+    with factory() as session:
+        events = audit.query(session, limit=10_000_000)
+        target = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+        try:
+            for chunk in audit.export_lines(events, args.format):
+                target.write(chunk)
+        finally:
+            if args.out:
+                target.close()
+    engine.dispose()
+    return 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    stats = runtime.retention.purge(OPERATOR(), days=args.days)
+    runtime.close()
+    _emit(stats) if args.json else sys.stdout.write(
+        f"purged {stats['images_deleted']} images and {stats['faces_deleted']} faces; kept {stats['images_kept']} "
+        f"images with a confirmed match; deleted {stats['files_deleted']} files\n"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from service.services.review import sprint_report
+
+    runtime = _runtime(args)
+    with runtime.factory() as session:
+        report = sprint_report(session, runtime.submissions.visible(session, OPERATOR(), args.submission))
+    runtime.close()
+    if args.json:
+        _emit(report)
+        return 0
+    labels = [
+        ("images supplied", "images_supplied"),
+        ("images with a face", "images_with_face"),
+        ("usable faces", "usable_faces"),
+        ("faces searched", "faces_searched"),
+        ("faces with a candidate above threshold", "faces_with_candidate_above_threshold"),
+        ("possible matches", "possible_matches"),
+        ("confirmed matches", "confirmed_matches"),
+        ("distinct subjects confirmed", "distinct_subjects_confirmed"),
+    ]
+    sys.stdout.write(f"sprint report: submission {report['submission_id']} case {report['case_reference']}\n")
+    for label, key in labels:
+        sys.stdout.write(f"  {label:<40} {report[key]:>6}\n")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    runtime = _runtime(args)
+    token = args.token or os.environ.get("RFR_TOKEN", "")
+    if not token:
+        raise SystemExit("rfr review: decisions are personal: give --token (or RFR_TOKEN) of the deciding user")
+    actor = runtime.users.authenticate(token, via="cli-token")
+    from service.domain.roles import Permission
+
+    if not (actor.can(Permission.REVIEW) or actor.can(Permission.CONFIRM)):
+        from service.errors import Forbidden
+
+        raise Forbidden(f"role {actor.role} may not review")
+    if args.review_command == "queue":
+        result: Any = runtime.review.queue(args.state, args.limit)
+    else:
+        result = runtime.review.decide(
+            actor, args.face, args.action, args.outcome, args.candidate, args.note, args.expected_version
+        )
+    runtime.close()
+    _emit(result if isinstance(result, dict) else {"queue": result})
     return 0
 
 
@@ -334,7 +472,6 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("folder")
     submit.add_argument("--case", required=True, help="case or crime reference")
     submit.add_argument("--purpose", required=True, help="why the search is necessary")
-    submit.add_argument("--submitted-by", default=os.environ.get("USER", "operator"))
     submit.add_argument("--retailer", default="")
     submit.add_argument("--store", default="")
     submit.add_argument("--incident", default="", help="incident / crime reference of the stills")
@@ -356,8 +493,71 @@ def build_parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="search one still against the gallery")
     search.add_argument("image")
     search.add_argument("--search-poor-faces", action="store_true")
+    search.add_argument("--case", default="unspecified", help="case or crime reference (recorded)")
+    search.add_argument("--purpose", default="operator one-off search", help="why (recorded)")
+    search.add_argument("--threshold", type=float, help="operating threshold for this search")
+    search.add_argument("--reason", default="", help="why a lower threshold is needed (recorded)")
     search.add_argument("--json", action="store_true")
     search.set_defaults(func=cmd_search)
+
+    users = sub.add_parser("users", help="local accounts (the CLI acts as the machine's operator)")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    for name, text in (
+        ("create", "create a user (the first admin too)"),
+        ("disable", "disable a user"),
+        ("enable", "re-enable a user"),
+        ("reset", "set a new password, revoke tokens"),
+        ("token", "issue an API token for scripts"),
+    ):
+        cmd = users_sub.add_parser(name, help=text)
+        cmd.add_argument("username")
+        if name == "create":
+            cmd.add_argument("--role", required=True, choices=["analyst", "reviewer", "confirmer", "auditor", "admin"])
+            cmd.add_argument("--token", action="store_true", help="also issue an API token (printed once)")
+        if name in ("create", "reset"):
+            cmd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        cmd.add_argument("--json", action="store_true")
+        cmd.set_defaults(func=cmd_users)
+    users_list = users_sub.add_parser("list", help="list users")
+    users_list.add_argument("--json", action="store_true")
+    users_list.set_defaults(func=cmd_users)
+
+    audit_cmd = sub.add_parser("audit", help="the tamper-evident audit trail")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad event")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_audit)
+    export = audit_sub.add_parser("export", help="export as JSON Lines or CSV (recorded, with the recipient)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--recipient", required=True, help="who receives the export")
+    export.add_argument("--out", help="file (default standard output)")
+    export.set_defaults(func=cmd_audit)
+
+    purge = sub.add_parser("purge", help="delete unconfirmed probes older than the retention period")
+    purge.add_argument("--days", type=float, help="retention in days (default RFR_RETENTION__DAYS, 31)")
+    purge.add_argument("--json", action="store_true")
+    purge.set_defaults(func=cmd_purge)
+
+    report = sub.add_parser("report", help="a sprint's figures: supplied, usable, searched, confirmed ...")
+    report.add_argument("submission", type=int)
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
+
+    review = sub.add_parser("review", help="review decisions, as the user whose --token is given")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    queue = review_sub.add_parser("queue", help="faces waiting for a decision")
+    queue.add_argument("--state", default="unreviewed", choices=["unreviewed", "awaiting_confirmation", "confirmed"])
+    queue.add_argument("--limit", type=int, default=100)
+    decide = review_sub.add_parser("decide", help="review, confirm, overturn or reopen a face's decision")
+    decide.add_argument("face", type=int, help="probe face id (from rfr results --json)")
+    decide.add_argument("--action", required=True, choices=["review", "confirm", "overturn", "reopen"])
+    decide.add_argument("--outcome", choices=["possible_match", "no_match", "inconclusive"])
+    decide.add_argument("--candidate", type=int, help="candidate id, for possible_match")
+    decide.add_argument("--note", default="")
+    decide.add_argument("--expected-version", type=int)
+    for cmd in (queue, decide):
+        cmd.add_argument("--token", help="the deciding user's token (or env RFR_TOKEN)")
+        cmd.set_defaults(func=cmd_review)
     return parser
 
 

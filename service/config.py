@@ -70,6 +70,16 @@ class WorkerSettings(BaseModel):
     max_attempts: int = Field(default=3, ge=1)
 
 
+class RetentionSettings(BaseModel):
+    days: float = Field(default=31.0, gt=0, description="unconfirmed probes are purged after this many days")
+    purge_interval_hours: float = Field(default=6.0, gt=0, description="how often the service runs the purge")
+    enabled: bool = True
+
+
+class AuthSettings(BaseModel):
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RFR_", env_nested_delimiter="__", extra="ignore")
 
@@ -84,6 +94,8 @@ class Settings(BaseSettings):
     images: ImageSettings = Field(default_factory=ImageSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     host: str = "127.0.0.1"
     port: int = 8700
 

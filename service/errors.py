@@ -41,6 +41,16 @@ class ConfigurationError(ServiceError):
     http_status = 500
 
 
+class Unauthenticated(ServiceError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+    http_status = 403
+
+
 class NotFound(ServiceError):
     code = "not_found"
     http_status = 404

@@ -6,9 +6,10 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from sqlalchemy import func, select
 
+from service.api.auth import Allowed, RuntimeDep
 from service.api.schemas import (
     DeletedSubject,
     EnrolResult,
@@ -23,26 +24,24 @@ from service.api.schemas import (
     UploadAccepted,
 )
 from service.app import Runtime
+from service.db.image_store import sha256_bytes
 from service.db.models import CustodyImage, FaceTemplate, Subject
-from service.errors import InvalidRequest, NotFound, PayloadTooLarge
+from service.domain.roles import Permission as P
+from service.domain.roles import Principal
+from service.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge
+from service.services import audit
 from service.services.gallery import SubjectProvenance
 from service.services.submissions import ProbeProvenance, Upload, analyse_and_search
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "not signed in"},
+    403: {"model": ErrorResponse, "description": "the role may not do this"},
     404: {"model": ErrorResponse, "description": "unknown id"},
     413: {"model": ErrorResponse, "description": "upload over the size limit"},
     422: {"model": ErrorResponse, "description": "malformed request or unreadable image"},
 }
 
 router = APIRouter(responses=ERRORS)
-
-
-def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
 def read_upload(upload: UploadFile, limit: int) -> bytes:
@@ -86,6 +85,7 @@ def _subject_out(rt: Runtime, subject: Subject) -> dict[str, Any]:
 @router.post("/gallery/enrol", response_model=EnrolResult, tags=["gallery"])
 def enrol(
     rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.MANAGE_GALLERY)],
     file: Annotated[UploadFile, File(description="one custody image")],
     custody_reference: Annotated[str, Form(min_length=1, max_length=128)],
     source: Annotated[str, Form(max_length=200)] = "",
@@ -97,7 +97,7 @@ def enrol(
     data = read_upload(file, rt.settings.images.max_bytes)
     rt.submissions.validate(Upload(file.filename or "upload", data))
     provenance = SubjectProvenance(source, lawful_basis, conviction_status, under_18)
-    outcome = rt.gallery.enrol(custody_reference, data, file.filename or "upload", provenance)
+    outcome = rt.gallery.enrol(actor, custody_reference, data, file.filename or "upload", provenance)
     return {
         "status": outcome.status,
         "custody_reference": outcome.custody_reference,
@@ -113,6 +113,7 @@ def enrol(
 @router.get("/gallery/subjects", response_model=list[SubjectOut], tags=["gallery"])
 def list_subjects(
     rt: RuntimeDep,
+    _: Annotated[Principal, Allowed(P.READ_GALLERY)],
     custody_reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -126,7 +127,7 @@ def list_subjects(
 
 
 @router.get("/gallery/subjects/{subject_id}", response_model=SubjectOut, tags=["gallery"])
-def get_subject(rt: RuntimeDep, subject_id: int) -> dict[str, Any]:
+def get_subject(rt: RuntimeDep, _: Annotated[Principal, Allowed(P.READ_GALLERY)], subject_id: int) -> dict[str, Any]:
     with rt.factory() as session:
         subject = session.get(Subject, subject_id)
     if subject is None:
@@ -135,28 +136,36 @@ def get_subject(rt: RuntimeDep, subject_id: int) -> dict[str, Any]:
 
 
 @router.delete("/gallery/subjects/{subject_id}", response_model=DeletedSubject, tags=["gallery"])
-def delete_subject(rt: RuntimeDep, subject_id: int) -> dict[str, Any]:
+def delete_subject(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.MANAGE_GALLERY)],
+    subject_id: int,
+    reason: Annotated[str, Query(max_length=500, description="why (e.g. a deletion request)")] = "",
+) -> dict[str, Any]:
     """Delete a subject on request: records, stored files, templates and index entries, at once."""
-    return {"subject_id": subject_id, **rt.gallery.delete_subject(subject_id)}
+    return {"subject_id": subject_id, **rt.gallery.delete_subject(actor, subject_id, reason)}
 
 
 # -- submissions -----------------------------------------------------------------------------
 
 
 @router.post("/submissions", response_model=SubmissionSummary, status_code=201, tags=["submissions"])
-def create_submission(rt: RuntimeDep, body: SubmissionCreate) -> dict[str, Any]:
+def create_submission(
+    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.SUBMIT)], body: SubmissionCreate
+) -> dict[str, Any]:
     """Create a sprint; then upload its stills to ``/submissions/{id}/images``."""
-    submission_id = rt.submissions.create(body.case_reference, body.purpose, body.submitted_by, body.search_poor_faces)
-    return rt.submissions.get(submission_id)
+    submission_id = rt.submissions.create(actor, body.case_reference, body.purpose, body.search_poor_faces)
+    return rt.submissions.get(actor, submission_id)
 
 
 @router.get("/submissions", response_model=list[SubmissionSummary], tags=["submissions"])
 def list_submissions(
     rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[dict[str, Any]]:
-    return rt.submissions.list(limit, offset)
+    return rt.submissions.list_visible(actor, limit, offset)
 
 
 def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str | None) -> ProbeProvenance:
@@ -205,6 +214,7 @@ def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str |
 )
 def upload_images(
     rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.SUBMIT)],
     submission_id: int,
     files: Annotated[list[UploadFile], File(description="one or more stills")],
     retailer: Annotated[str, Form(max_length=200)] = "",
@@ -228,19 +238,27 @@ def upload_images(
         name = upload.filename or f"upload-{i + 1}"
         data = read_upload(upload, rt.settings.images.max_bytes)
         uploads.append(Upload(name, data, _provenance_for(name, i, defaults, provenance)))
-    ids = rt.submissions.add_images(submission_id, uploads)
+    ids = rt.submissions.add_images(actor, submission_id, uploads)
     return {"submission_id": submission_id, "image_ids": ids}
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail, tags=["submissions"])
-def get_submission(rt: RuntimeDep, submission_id: int) -> dict[str, Any]:
-    return rt.submissions.get(submission_id)
+def get_submission(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    submission_id: int,
+) -> dict[str, Any]:
+    return rt.submissions.get(actor, submission_id)
 
 
 @router.get("/submissions/{submission_id}/results", response_model=SubmissionResults, tags=["submissions"])
-def submission_results(rt: RuntimeDep, submission_id: int) -> dict[str, Any]:
-    """Per image and face: quality, whether searched, and the top-k candidates with scores."""
-    return rt.submissions.results(submission_id)
+def submission_results(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    submission_id: int,
+) -> dict[str, Any]:
+    """Per image and face: quality, whether searched, and the top-k candidates with scores (audited view)."""
+    return rt.submissions.results(actor, submission_id)
 
 
 # -- one-off search --------------------------------------------------------------------------
@@ -249,21 +267,75 @@ def submission_results(rt: RuntimeDep, submission_id: int) -> dict[str, Any]:
 @router.post("/search", response_model=SearchResult, tags=["search"])
 def search(
     rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.SEARCH)],
     file: Annotated[UploadFile, File(description="one still")],
+    case_reference: Annotated[str, Form(min_length=1, max_length=128)],
+    purpose: Annotated[str, Form(min_length=1, max_length=2000)],
     search_poor_faces: Annotated[bool, Form()] = False,
+    threshold: Annotated[
+        float | None, Form(ge=0.0, le=1.0, description="below the pack's threshold needs the confirmer role")
+    ] = None,
+    override_reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> dict[str, Any]:
-    """Search one still synchronously: every face, its quality, and its candidates."""
+    """Search one still synchronously: every face, its quality, and its candidates (audited)."""
     data = read_upload(file, rt.settings.images.max_bytes)
-    return search_still(rt, data, search_poor_faces)
+    return search_still(rt, actor, data, case_reference, purpose, search_poor_faces, threshold, override_reason)
 
 
-def search_still(rt: Runtime, data: bytes, search_poor_faces: bool) -> dict[str, Any]:
+def search_still(
+    rt: Runtime,
+    actor: Principal,
+    data: bytes,
+    case_reference: str,
+    purpose: str,
+    search_poor_faces: bool = False,
+    threshold: float | None = None,
+    override_reason: str = "",
+) -> dict[str, Any]:
+    """One-off search; a threshold below the pack's needs a confirmer and a reason (R4), recorded."""
+    pack_threshold = rt.searcher.threshold
+    used = pack_threshold if threshold is None else threshold
+    if used < pack_threshold:
+        if not actor.can(P.OVERRIDE_THRESHOLD):
+            raise Forbidden(f"a threshold below the pack's {pack_threshold} needs the confirmer role")
+        if not override_reason.strip():
+            raise InvalidRequest("a threshold override needs a reason")
     image = rt.pipeline.decode(data)
-    with rt.factory() as session:
-        outcomes = analyse_and_search(rt.pipeline, rt.searcher, session, image, search_poor_faces)
+    outcomes = analyse_and_search(rt.pipeline, rt.searcher, rt.factory, image, search_poor_faces, used)
+    searched = [o for o in outcomes if o.searched]
+    with rt.factory() as session, session.begin():
+        digest = sha256_bytes(data)
+        if used != pack_threshold:
+            audit.append(
+                session,
+                actor,
+                "threshold_override",
+                "search",
+                digest,
+                pack=rt.pipeline.pack_id,
+                pack_threshold=pack_threshold,
+                threshold=used,
+                reason=override_reason.strip(),
+            )
+        audit.append(
+            session,
+            actor,
+            "search",
+            "probe_image",
+            digest,
+            case_reference=case_reference,
+            purpose=purpose,
+            probe_sha256=digest,
+            pack=rt.pipeline.pack_id,
+            threshold=used,
+            faces_searched=len(searched),
+            poor_face_override=any(o.override for o in searched),
+            candidates_returned=sum(len(o.candidates) for o in searched),
+            candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
+        )
     return {
         "pack_id": rt.pipeline.pack_id,
-        "threshold": rt.searcher.threshold,
+        "threshold": used,
         "width": int(image.shape[1]),
         "height": int(image.shape[0]),
         "faces": [o.to_dict(i) for i, o in enumerate(outcomes)],

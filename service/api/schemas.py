@@ -20,7 +20,6 @@ class ErrorResponse(BaseModel):
 class SubmissionCreate(BaseModel):
     case_reference: str = Field(min_length=1, max_length=128, description="case or crime reference")
     purpose: str = Field(min_length=1, max_length=2000, description="why this search is necessary")
-    submitted_by: str = Field(default="analyst", min_length=1, max_length=128)
     search_poor_faces: bool = Field(
         default=False, description="also search faces the quality gate marked poor (recorded per face)"
     )
@@ -155,3 +154,136 @@ class Health(BaseModel):
     pack_id: str
     gallery_templates: int
     index: str
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginResponse(BaseModel):
+    token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    username: str
+    role: str
+
+
+class Me(BaseModel):
+    username: str
+    role: str
+    permissions: list[str]
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=128)
+    role: str = Field(description="analyst | reviewer | confirmer | auditor | admin")
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class PasswordReset(BaseModel):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+class TokenOut(BaseModel):
+    username: str
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class DecisionRequest(BaseModel):
+    action: str = Field(description="review | confirm | overturn | reopen")
+    outcome: str | None = Field(default=None, description="for review: possible_match | no_match | inconclusive")
+    candidate_id: int | None = Field(default=None, description="for possible_match: the candidate's id")
+    note: str = Field(default="", max_length=4000)
+    expected_version: int | None = Field(default=None, description="the face's review version you decided on")
+
+
+class DecisionOut(BaseModel):
+    face_id: int
+    decision_id: int
+    state: str
+    version: int
+    outcome: str | None
+    candidate_id: int | None
+
+
+class DecisionHistoryItem(BaseModel):
+    id: int
+    action: str
+    outcome: str | None
+    candidate_id: int | None
+    subject_id: int | None
+    note: str
+    username: str
+    role: str
+    from_state: str
+    to_state: str
+    at: datetime
+
+
+class QueueItem(BaseModel):
+    face_id: int
+    submission_id: int
+    file: str
+    face_index: int
+    state: str
+    first_reviewer: str | None
+    outcome: str | None
+
+
+class SprintReport(BaseModel):
+    submission_id: int
+    case_reference: str
+    images_supplied: int
+    images_failed: int
+    images_with_face: int
+    faces: int
+    usable_faces: int
+    faces_searched: int
+    faces_with_candidate_above_threshold: int
+    possible_matches: int
+    confirmed_matches: int
+    distinct_subjects_confirmed: int
+    faces_awaiting_review: int
+    faces_awaiting_confirmation: int
+
+
+class DisclosureRequest(BaseModel):
+    recipient: str = Field(min_length=1, max_length=500, description="who receives the disclosed leads")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AuditEventOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    object_type: str
+    object_id: str
+    details: dict[str, object]
+    prev_hash: str
+    hash: str
+
+
+class AuditVerification(BaseModel):
+    ok: bool
+    events: int
+    first_bad_seq: int | None
+    problem: str | None
+
+
+class PurgeResult(BaseModel):
+    submissions: int
+    images_deleted: int
+    faces_deleted: int
+    images_kept: int
+    files_deleted: int

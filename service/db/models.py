@@ -108,6 +108,7 @@ class Submission(Base):
     case_reference: Mapped[str] = mapped_column(String(128), index=True)
     purpose: Mapped[str] = mapped_column(Text)
     submitted_by: Mapped[str] = mapped_column(String(128))
+    submitted_role: Mapped[str] = mapped_column(String(16), default="analyst")
     search_poor_faces: Mapped[bool] = mapped_column(Boolean, default=False)
     pack_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
@@ -163,10 +164,18 @@ class ProbeFace(Base):
     searched: Mapped[bool] = mapped_column(Boolean, default=False)
     poor_face_override: Mapped[bool] = mapped_column(Boolean, default=False)
     threshold: Mapped[float] = mapped_column(Float)
+    # Review workflow (service.domain.review): current state, guarded by an optimistic version.
+    review_state: Mapped[str] = mapped_column(String(32), default="unreviewed", index=True)
+    review_version: Mapped[int] = mapped_column(Integer, default=0)
+    review_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    review_candidate_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a Candidate.id of this face
+    first_reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     image: Mapped[ProbeImage] = relationship(back_populates="faces")
     candidates: Mapped[list[Candidate]] = relationship(
-        back_populates="face", cascade="all, delete-orphan", order_by="Candidate.rank"
+        back_populates="face",
+        cascade="all, delete-orphan",
+        order_by="Candidate.rank",
     )
 
 
@@ -200,3 +209,72 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+
+class User(Base):
+    """A local account (R10): salted, slow password hash (argon2id); never a default password."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    password_changed_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token: a sign-in session (expires) or a script's API token. Only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # session | api
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReviewDecision(Base):
+    """Every decision ever taken on a probe face; the face's state is the result of them all."""
+
+    __tablename__ = "review_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probe_face_id: Mapped[int] = mapped_column(ForeignKey("probe_faces.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    candidate_id: Mapped[int | None] = mapped_column(ForeignKey("candidates.id", ondelete="SET NULL"), nullable=True)
+    subject_id: Mapped[int | None] = mapped_column(ForeignKey("subjects.id", ondelete="SET NULL"), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    from_state: Mapped[str] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class AuditHead(Base):
+    """One row: the chain's last sequence number and hash, locked by every append."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEvent(Base):
+    """Append-only, tamper-evident: hash = sha256(prev_hash + canonical JSON of the event) (R1, R2)."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(Timestamp, index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    object_type: Mapped[str] = mapped_column(String(48), default="")
+    object_id: Mapped[str] = mapped_column(String(64), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

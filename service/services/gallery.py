@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
 from service.domain.faces import FaceRecord
+from service.domain.roles import Principal
 from service.embeddings.pipeline import FacePipeline
 from service.errors import InvalidRequest, NotFound, ServiceError
 from service.index import FaissGalleryIndex, open_or_rebuild
+from service.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,7 @@ class GalleryService:
 
     def enrol(
         self,
+        actor: Principal,
         custody_reference: str,
         data: bytes,
         file_name: str,
@@ -280,12 +283,23 @@ class GalleryService:
             session.flush()
             version = bump_version(session, choice.pack_id)
             subject_id, template_id = int(subject.id), int(template.id)
+            audit.append(
+                session,
+                actor,
+                "gallery_enrolled",
+                "subject",
+                subject_id,
+                template_id=template_id,
+                image_sha256=digest,
+                pack=choice.pack_id,
+                quality=round(choice.quality.score, 3),
+            )
         self.holder.applied(
             version, add=(np.array([template_id], np.int64), choice.embedding[None, :]), save=save_index
         )
         return EnrolOutcome("enrolled", reference, file_name, subject_id=subject_id, template_id=template_id)
 
-    def delete_subject(self, subject_id: int) -> dict[str, int]:
+    def delete_subject(self, actor: Principal, subject_id: int, reason: str = "") -> dict[str, int]:
         """Remove a subject's records, stored files, templates and index entries at once (R7)."""
         with self.factory() as session, session.begin():
             if session.get(Subject, subject_id, with_for_update=True) is None:
@@ -297,6 +311,16 @@ class GalleryService:
             session.execute(delete(CustodyImage).where(CustodyImage.subject_id == subject_id))
             session.execute(delete(Subject).where(Subject.id == subject_id))
             version = bump_version(session, self.holder.pack_id)
+            audit.append(
+                session,
+                actor,
+                "subject_deleted",
+                "subject",
+                subject_id,
+                templates=len(template_ids),
+                images=len(digests),
+                reason=reason,
+            )
         self.holder.applied(version, remove=np.array(template_ids, dtype=np.int64))
         removed_files = 0
         with self.factory() as session:

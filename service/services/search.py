@@ -42,7 +42,12 @@ class GallerySearcher:
         self.oversample = oversample
 
     def search(
-        self, session: Session, queries: NDArray[np.float32], pack_id: str, k: int | None = None
+        self,
+        session: Session,
+        queries: NDArray[np.float32],
+        pack_id: str,
+        k: int | None = None,
+        threshold: float | None = None,
     ) -> list[list[CandidateHit]]:
         """Top-k distinct subjects per query, each at its best template's score (R11: same pack only)."""
         if pack_id != self.holder.pack_id:
@@ -50,6 +55,7 @@ class GallerySearcher:
                 f"probe embeddings come from pack {pack_id!r} but the gallery holds {self.holder.pack_id!r}"
             )
         k = k or self.top_k
+        threshold = self.threshold if threshold is None else threshold
         if len(queries) == 0:
             return []
         scores, ids = self.holder.search(np.ascontiguousarray(queries, dtype=np.float32), k * self.oversample)
@@ -78,7 +84,7 @@ class GallerySearcher:
                         custody_reference=owner[1],
                         template_id=int(template_id),
                         score=float(score),
-                        above_threshold=bool(score >= self.threshold),
+                        above_threshold=bool(score >= threshold),
                     )
                 )
                 if len(hits) == k:

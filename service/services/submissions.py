@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
 from service.domain.faces import FaceRecord
+from service.domain.roles import Principal
 from service.embeddings.pipeline import FacePipeline
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceError
+from service.services import audit
 from service.services.search import CandidateHit, GallerySearcher
 
 IMAGE_STATUSES = ("queued", "processing", "done", "failed")
@@ -60,17 +62,23 @@ class FaceOutcome:
 def analyse_and_search(
     pipeline: FacePipeline,
     searcher: GallerySearcher,
-    session: Session,
+    factory: sessionmaker[Session],
     image: NDArray[np.uint8],
     search_poor_faces: bool,
+    threshold: float | None = None,
 ) -> list[FaceOutcome]:
-    """Every face of one decoded still with its quality verdict; usable faces (or all, on override) searched."""
+    """Every face of one decoded still with its quality verdict; usable faces (or all, on override) searched.
+
+    Inference runs outside any database transaction; only the candidate look-up uses one.
+    """
     faces = pipeline.analyse(image).faces
     to_search = [i for i, f in enumerate(faces) if f.quality.usable or search_poor_faces]
     hits: dict[int, list[CandidateHit]] = {}
     if to_search:
         queries = np.stack([faces[i].embedding for i in to_search])
-        for i, found in zip(to_search, searcher.search(session, queries, pipeline.pack_id), strict=True):
+        with factory() as session:
+            found_all = searcher.search(session, queries, pipeline.pack_id, threshold=threshold)
+        for i, found in zip(to_search, found_all, strict=True):
             hits[i] = found
     return [
         FaceOutcome(
@@ -92,20 +100,38 @@ class SubmissionService:
         self.store = store
         self.max_bytes = max_bytes
 
-    def create(self, case_reference: str, purpose: str, submitted_by: str, search_poor_faces: bool = False) -> int:
+    def create(self, actor: Principal, case_reference: str, purpose: str, search_poor_faces: bool = False) -> int:
         if not case_reference.strip() or not purpose.strip():
             raise InvalidRequest("case_reference and purpose are required")
         with self.factory() as session, session.begin():
             submission = Submission(
                 case_reference=case_reference.strip(),
                 purpose=purpose.strip(),
-                submitted_by=submitted_by.strip() or "unknown",
+                submitted_by=actor.username,
+                submitted_role=str(actor.role),
                 search_poor_faces=search_poor_faces,
                 pack_id=self.pipeline.pack_id,
             )
             session.add(submission)
             session.flush()
+            audit.append(
+                session,
+                actor,
+                "submission_created",
+                "submission",
+                submission.id,
+                case_reference=submission.case_reference,
+                purpose=submission.purpose,
+                search_poor_faces=search_poor_faces,
+            )
             return int(submission.id)
+
+    def visible(self, session: Session, actor: Principal, submission_id: int) -> Submission:
+        """The submission if ``actor`` may see it; analysts see only their own (404 otherwise)."""
+        submission = session.get(Submission, submission_id)
+        if submission is None or not (actor.reads_everything or submission.submitted_by == actor.username):
+            raise NotFound(f"submission {submission_id} not found")
+        return submission
 
     def validate(self, upload: Upload) -> tuple[int, int]:
         """Refuse an upload that is over-size or not a decodable image; returns its size."""
@@ -119,12 +145,13 @@ class SubmissionService:
             raise type(exc)(f"{upload.file_name}: {exc.message}") from exc
         return int(image.shape[1]), int(image.shape[0])
 
-    def add_images(self, submission_id: int, uploads: list[Upload]) -> list[int]:
+    def add_images(self, actor: Principal, submission_id: int, uploads: list[Upload]) -> list[int]:
         """Store every upload and queue it, or (if any is bad) store none of them."""
         if not uploads:
             raise InvalidRequest("no images in the request")
         with self.factory() as session:
-            if session.get(Submission, submission_id) is None:
+            submission = self.visible(session, actor, submission_id)
+            if submission.submitted_by != actor.username:
                 raise NotFound(f"submission {submission_id} not found")
         sizes = [self.validate(upload) for upload in uploads]
         digests = [self.store.put(upload.data) for upload in uploads]
@@ -151,11 +178,17 @@ class SubmissionService:
                 session.flush()
                 session.add(Job(probe_image_id=image.id, status="queued"))
                 ids.append(int(image.id))
+            audit.append(
+                session, actor, "images_uploaded", "submission", submission_id, image_ids=ids, image_sha256=digests
+            )
         return ids
 
-    def add_rejected(self, submission_id: int, file_name: str, data: bytes, code: str, message: str) -> int:
+    def add_rejected(
+        self, actor: Principal, submission_id: int, file_name: str, data: bytes, code: str, message: str
+    ) -> int:
         """Record a file that could not be accepted as a failed image, so nothing submitted is lost silently."""
         with self.factory() as session, session.begin():
+            self.visible(session, actor, submission_id)
             image = ProbeImage(
                 submission_id=submission_id,
                 file_name=file_name[:255],
@@ -168,6 +201,16 @@ class SubmissionService:
             )
             session.add(image)
             session.flush()
+            audit.append(
+                session,
+                actor,
+                "image_rejected",
+                "submission",
+                submission_id,
+                image_id=image.id,
+                image_sha256=image.sha256,
+                code=code,
+            )
             return int(image.id)
 
     @staticmethod
@@ -201,16 +244,16 @@ class SubmissionService:
             "progress": {"total": total, **{s: int(counts.get(s, 0)) for s in IMAGE_STATUSES}},
         }
 
-    def list(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def list_visible(self, actor: Principal, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         with self.factory() as session:
-            rows = session.scalars(select(Submission).order_by(Submission.id.desc()).limit(limit).offset(offset)).all()
-            return [self._summary(session, s) for s in rows]
+            query = select(Submission).order_by(Submission.id.desc()).limit(limit).offset(offset)
+            if not actor.reads_everything:
+                query = query.where(Submission.submitted_by == actor.username)
+            return [self._summary(session, s) for s in session.scalars(query).all()]
 
-    def get(self, submission_id: int) -> dict[str, Any]:
+    def get(self, actor: Principal, submission_id: int) -> dict[str, Any]:
         with self.factory() as session:
-            submission = session.get(Submission, submission_id)
-            if submission is None:
-                raise NotFound(f"submission {submission_id} not found")
+            submission = self.visible(session, actor, submission_id)
             summary = self._summary(session, submission)
             summary["images"] = [
                 {
@@ -224,11 +267,13 @@ class SubmissionService:
             ]
             return summary
 
-    def results(self, submission_id: int) -> dict[str, Any]:
-        with self.factory() as session:
-            submission = session.get(Submission, submission_id)
-            if submission is None:
-                raise NotFound(f"submission {submission_id} not found")
+    def results(self, actor: Principal, submission_id: int) -> dict[str, Any]:
+        """Every image's faces and candidates; the view is recorded in the audit trail (R1)."""
+        with self.factory() as session, session.begin():
+            submission = self.visible(session, actor, submission_id)
+            audit.append(
+                session, actor, "results_viewed", "submission", submission_id, case_reference=submission.case_reference
+            )
             summary = self._summary(session, submission)
             images = session.scalars(
                 select(ProbeImage)
@@ -265,6 +310,7 @@ def _provenance(image: ProbeImage) -> dict[str, Any]:
 
 def _face_dict(face: ProbeFace) -> dict[str, Any]:
     return {
+        "id": face.id,
         "face_index": face.face_index,
         "box": face.box,
         "landmarks": face.landmarks,
@@ -273,8 +319,16 @@ def _face_dict(face: ProbeFace) -> dict[str, Any]:
         "searched": face.searched,
         "poor_face_override": face.poor_face_override,
         "threshold": face.threshold,
+        "review": {
+            "state": face.review_state,
+            "version": face.review_version,
+            "outcome": face.review_outcome,
+            "candidate_id": face.review_candidate_id,
+            "first_reviewer": face.first_reviewer,
+        },
         "candidates": [
             {
+                "id": c.id,
                 "rank": c.rank,
                 "custody_reference": c.subject.custody_reference,
                 "subject_id": c.subject_id,

@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import WorkerSettings
 from service.db.image_store import ImageStore
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.domain.roles import Principal, Role
 from service.embeddings.pipeline import FacePipeline
 from service.errors import ServiceError
+from service.services import audit
 from service.services.gallery import embedding_to_bytes
 from service.services.search import GallerySearcher
 from service.services.submissions import analyse_and_search
@@ -123,11 +125,13 @@ class JobWorker:
             assert submission is not None
             attempts, digest = job.attempts, image.sha256
             search_poor = submission.search_poor_faces
-            image_id = image.id
+            image_id, submission_id = image.id, submission.id
+            case_reference, purpose = submission.case_reference, submission.purpose
+            # The worker searches on behalf of the submitter: the audit trail names them.
+            submitter = Principal(username=submission.submitted_by, role=Role(submission.submitted_role), via="worker")
         try:
             image_array = self.pipeline.decode(self.store.get(digest))
-            with self.factory() as session:
-                outcomes = analyse_and_search(self.pipeline, self.searcher, session, image_array, search_poor)
+            outcomes = analyse_and_search(self.pipeline, self.searcher, self.factory, image_array, search_poor)
         except ServiceError as exc:
             return self._finish_failed(job_id, image_id, exc.code, exc.message)
         except FileNotFoundError:
@@ -176,6 +180,25 @@ class JobWorker:
             session.execute(
                 update(ProbeImage).where(ProbeImage.id == image_id).values(status="done", processed_at=_now())
             )
+            searched = [o for o in outcomes if o.searched]
+            if searched:
+                audit.append(
+                    session,
+                    submitter,
+                    "search",
+                    "probe_image",
+                    image_id,
+                    submission_id=submission_id,
+                    case_reference=case_reference,
+                    purpose=purpose,
+                    probe_sha256=digest,
+                    pack=self.pipeline.pack_id,
+                    threshold=threshold,
+                    faces_searched=len(searched),
+                    poor_face_override=any(o.override for o in searched),
+                    candidates_returned=sum(len(o.candidates) for o in searched),
+                    candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
+                )
             session.execute(update(Job).where(Job.id == job_id).values(status="done", lease_until=None))
         return "done"
 

@@ -13,7 +13,22 @@ from sqlalchemy import create_engine, text
 from service.app import Runtime
 from service.config import Settings, WorkerSettings
 from service.embeddings.pipeline import FacePipeline
+from service.domain.roles import Role, operator_principal
 from tests.conftest import lfw_path
+
+OPERATOR = operator_principal()
+PASSWORD = "correct horse battery staple"
+# Two of each deciding role, so that "a second, different person" can be tested.
+USERS = {
+    "ana": Role.ANALYST,
+    "ann": Role.ANALYST,
+    "rita": Role.REVIEWER,
+    "rob": Role.REVIEWER,
+    "cora": Role.CONFIRMER,
+    "carl": Role.CONFIRMER,
+    "audrey": Role.AUDITOR,
+    "adam": Role.ADMIN,
+}
 
 POSTGRES_URL = os.environ.get("RFR_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("RFR_TEST_REQUIRE_POSTGRES") == "1"
@@ -87,7 +102,21 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runtime(database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline) -> Iterator[Runtime]:
     rt = Runtime.build(make_settings(data_dir, database, settings.cache_dir), pipeline=pipeline)
     for name in ENROLLED + DISTRACTORS:
-        outcome = rt.gallery.enrol(name, lfw_path(name, 1).read_bytes(), f"{name}_0001.jpg")
+        outcome = rt.gallery.enrol(OPERATOR, name, lfw_path(name, 1).read_bytes(), f"{name}_0001.jpg")
         assert outcome.status == "enrolled", (name, outcome)
     yield rt
     rt.close()
+
+
+@pytest.fixture(scope="module")
+def tokens(runtime: Runtime) -> dict[str, str]:
+    """An API token per test user (created once per database)."""
+    out = {}
+    for name, role in USERS.items():
+        runtime.users.create(OPERATOR, name, role.value, PASSWORD)
+        out[name] = runtime.users.issue_token(OPERATOR, name)
+    return out
+
+
+def auth(tokens: dict[str, str], user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[user]}"}

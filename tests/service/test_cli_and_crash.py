@@ -18,7 +18,7 @@ from service.db.engine import make_engine, session_factory
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage
 from service.embeddings.pipeline import FacePipeline
 from tests.conftest import lfw_path
-from tests.service.conftest import make_settings
+from tests.service.conftest import OPERATOR, make_settings
 
 
 def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw: object) -> subprocess.Popen[str]:
@@ -120,7 +120,7 @@ def test_worker_killed_mid_sprint_loses_and_duplicates_nothing(
     data_dir = tmp_path / "data"
     setup = Runtime.build(make_settings(data_dir, database, settings.cache_dir), pipeline=pipeline)
     for name, number in (("Colin_Powell", 1), ("George_W_Bush", 1), ("Tony_Blair", 2)):
-        assert setup.gallery.enrol(name, lfw_path(name, number).read_bytes(), "1.jpg").status == "enrolled"
+        assert setup.gallery.enrol(OPERATOR, name, lfw_path(name, number).read_bytes(), "1.jpg").status == "enrolled"
     setup.gallery.save_index()
     setup.close()
     probes = link_folder(

@@ -14,7 +14,7 @@ from service.config import Settings
 from service.db.models import CustodyImage, FaceTemplate, Subject
 from service.embeddings.pipeline import FacePipeline
 from tests.conftest import encode, lfw_path
-from tests.service.conftest import ENROLLED, make_settings
+from tests.service.conftest import ENROLLED, OPERATOR, auth, make_settings
 
 PROBES = [("Colin_Powell", 3), ("Serena_Williams", 2), ("Hugo_Chavez", 3), ("Laura_Bush", 3), ("Jacques_Chirac", 2)]
 
@@ -38,12 +38,12 @@ def restart(runtime: Runtime, database: str, data_dir: Path, settings: Settings,
 
 
 def test_enrolment_is_idempotent_and_rejects_with_reasons(runtime: Runtime) -> None:
-    again = runtime.gallery.enrol("Colin_Powell", lfw_path("Colin_Powell", 1).read_bytes(), "again.jpg")
+    again = runtime.gallery.enrol(OPERATOR, "Colin_Powell", lfw_path("Colin_Powell", 1).read_bytes(), "again.jpg")
     assert again.status == "already_enrolled"
     blank = encode(__import__("PIL.Image", fromlist=["Image"]).new("RGB", (300, 300), (128, 128, 128)), "PNG")
-    no_face = runtime.gallery.enrol("Nobody", blank, "blank.png")
+    no_face = runtime.gallery.enrol(OPERATOR, "Nobody", blank, "blank.png")
     assert no_face.status == "rejected" and no_face.reason_code == "no_face"
-    garbage = runtime.gallery.enrol("Nobody", b"not an image", "x.jpg")
+    garbage = runtime.gallery.enrol(OPERATOR, "Nobody", b"not an image", "x.jpg")
     assert garbage.status == "rejected" and garbage.reason_code == "image_unreadable"
     with runtime.factory() as session:
         assert session.scalar(select(func.count()).where(Subject.custody_reference == "Nobody")) == 0
@@ -82,11 +82,12 @@ def test_index_rebuilt_when_missing_or_corrupt_with_identical_results(
 
 
 def test_deleted_subject_disappears_at_once_and_after_restart(
-    runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline
+    runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline,
+    tokens: dict[str, str],
 ) -> None:
     name = "Gerhard_Schroeder"
     assert name in ENROLLED
-    extra = runtime.gallery.enrol(name, lfw_path(name, 2).read_bytes(), f"{name}_0002.jpg")
+    extra = runtime.gallery.enrol(OPERATOR, name, lfw_path(name, 2).read_bytes(), f"{name}_0002.jpg")
     assert extra.status == "enrolled"
     faces = pipeline.analyse_bytes(lfw_path(name, 3).read_bytes()).faces
     query = min(faces, key=lambda f: abs(f.face.box[0] + f.face.box[2] / 2 - 125)).embedding[None, :]
@@ -97,7 +98,7 @@ def test_deleted_subject_disappears_at_once_and_after_restart(
     with runtime.factory() as session:
         subject_id = session.scalar(select(Subject.id).where(Subject.custody_reference == name))
         digests = list(session.scalars(select(CustodyImage.sha256).where(CustodyImage.subject_id == subject_id)))
-    with TestClient(create_app(runtime=runtime)) as client:
+    with TestClient(create_app(runtime=runtime), headers=auth(tokens, "adam")) as client:
         response = client.delete(f"/gallery/subjects/{subject_id}")
         assert response.status_code == 200, response.text
         assert response.json()["templates"] == 2 and response.json()["files"] == 2
@@ -116,7 +117,7 @@ def test_another_process_enrolling_is_seen_without_restart(
     runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline
 ) -> None:
     other = restart(runtime, database, data_dir, settings, pipeline)
-    outcome = other.gallery.enrol("Tom_Hanks", lfw_path("Tom_Hanks", 1).read_bytes(), "Tom_Hanks_0001.jpg")
+    outcome = other.gallery.enrol(OPERATOR, "Tom_Hanks", lfw_path("Tom_Hanks", 1).read_bytes(), "Tom_Hanks_0001.jpg")
     assert outcome.status == "enrolled"
     other.close()
     faces = pipeline.analyse_bytes(lfw_path("Tom_Hanks", 2).read_bytes()).faces
@@ -125,8 +126,8 @@ def test_another_process_enrolling_is_seen_without_restart(
 
 
 @pytest.mark.parametrize("field", ["custody_reference"])
-def test_enrol_endpoint_requires_fields(runtime: Runtime, field: str) -> None:
-    with TestClient(create_app(runtime=runtime)) as client:
+def test_enrol_endpoint_requires_fields(runtime: Runtime, field: str, tokens: dict[str, str]) -> None:
+    with TestClient(create_app(runtime=runtime), headers=auth(tokens, "adam")) as client:
         data = lfw_path("Al_Gore", 2).read_bytes()
         response = client.post("/gallery/enrol", files={"file": ("a.jpg", data, "image/jpeg")})
         assert response.status_code == 422 and field in response.json()["error"]["message"]

@@ -14,12 +14,13 @@ from service.app import Runtime, create_app
 from service.db.models import Candidate, ProbeFace, ProbeImage, Submission
 from service.errors import PackMismatch
 from tests.conftest import encode, lfw_path, lfw_rgb
-from tests.service.conftest import ENROLLED, NOT_ENROLLED
+from tests.service.conftest import ENROLLED, NOT_ENROLLED, auth
 
 
 @pytest.fixture(scope="module")
-def client(runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(runtime=runtime)) as test_client:
+def client(runtime: Runtime, tokens: dict[str, str]) -> Iterator[TestClient]:
+    """A client signed in as the analyst 'ana'."""
+    with TestClient(create_app(runtime=runtime), headers=auth(tokens, "ana")) as test_client:
         yield test_client
 
 
@@ -99,7 +100,8 @@ def test_sprint_ranks_enrolled_people_first_and_strangers_below_threshold(client
 
 def test_one_off_search_returns_candidates(client: TestClient) -> None:
     data = lfw_path("Serena_Williams", 4).read_bytes()
-    response = client.post("/search", files={"file": ("probe.jpg", data, "image/jpeg")})
+    form = {"case_reference": "CASE/1", "purpose": "test search"}
+    response = client.post("/search", files={"file": ("probe.jpg", data, "image/jpeg")}, data=form)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["pack_id"] == "yunet_sface" and 0 < body["threshold"] < 1
@@ -161,15 +163,16 @@ def test_bad_uploads_get_typed_errors_and_store_nothing(client: TestClient, runt
     assert counts(runtime) == before, "a bad request stores nothing"
 
 
-def test_malformed_requests_and_unknown_ids(client: TestClient, runtime: Runtime) -> None:
+def test_malformed_requests_and_unknown_ids(client: TestClient, runtime: Runtime, tokens: dict[str, str]) -> None:
     before = counts(runtime)
     response = client.post("/submissions", json={"case_reference": "X"})
     assert response.status_code == 422 and response.json()["error"]["code"] == "invalid_request"
     assert "purpose" in response.json()["error"]["message"]
     response = client.post("/submissions", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
-    for url in ("/submissions/424242", "/submissions/424242/results", "/gallery/subjects/424242", "/nowhere"):
-        response = client.get(url)
+    for url, user in (("/submissions/424242", "ana"), ("/submissions/424242/results", "ana"),
+                      ("/gallery/subjects/424242", "adam"), ("/nowhere", "ana")):
+        response = client.get(url, headers=auth(tokens, user))
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", url
     assert client.get("/submissions/abc").status_code == 422
     assert counts(runtime) == before
@@ -195,7 +198,7 @@ def test_openapi_schema_is_complete(client: TestClient) -> None:
 def test_search_with_another_pack_is_refused(runtime: Runtime) -> None:
     import numpy as np
 
-    with runtime.factory() as session, pytest.raises(PackMismatch):
+    with runtime.factory() as session, pytest.raises(PackMismatch):  # noqa: PT012
         runtime.searcher.search(session, np.zeros((1, 128), np.float32), "buffalo_l")
 
 

@@ -1,0 +1,54 @@
+"""Authentication (bearer tokens) and the per-endpoint permission check (R10)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.app import Runtime
+from service.domain.roles import Permission, Principal
+from service.errors import Forbidden, Unauthenticated
+
+bearer = HTTPBearer(auto_error=False, description="a session token from POST /auth/login, or an API token")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def current_principal(
+    request: Request,
+    rt: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    token = credentials.credentials if credentials is not None else request.cookies.get("rfr_session")
+    if not token:
+        raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>'")
+    principal = rt.users.authenticate(token)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(*permissions: Permission) -> Callable[[Principal], Principal]:
+    """A dependency admitting a principal holding any one of ``permissions``."""
+
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not any(principal.can(p) for p in permissions):
+            raise Forbidden(f"role {principal.role} may not do this")
+        return principal
+
+    return check
+
+
+def Allowed(*permissions: Permission) -> object:
+    return Depends(require(*permissions))

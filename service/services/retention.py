@@ -1,0 +1,72 @@
+"""Retention (R6): probes without a confirmed match are purged after a configured number of days.
+
+For every submission older than the cut-off, each probe image with no confirmed match is deleted
+with its faces, embeddings, candidates, decisions, job and stored file (unless the same bytes are
+still used elsewhere); an image with a confirmed match keeps that face (and its decisions) and
+loses its other faces. The purge is written to the audit trail with counts only: the trail keeps
+no image and no embedding.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.image_store import ImageStore
+from service.db.models import CustodyImage, ProbeFace, ProbeImage, Submission
+from service.domain.roles import Principal
+from service.services import audit
+
+
+def _confirmed(face: ProbeFace) -> bool:
+    return face.review_state == "confirmed" and face.review_outcome == "possible_match"
+
+
+class RetentionService:
+    def __init__(self, factory: sessionmaker[Session], store: ImageStore, days: float) -> None:
+        self.factory = factory
+        self.store = store
+        self.days = days
+
+    def purge(self, actor: Principal, *, now: datetime | None = None, days: float | None = None) -> dict[str, Any]:
+        keep_days = self.days if days is None else days
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
+        stats = {"submissions": 0, "images_deleted": 0, "faces_deleted": 0, "images_kept": 0, "files_deleted": 0}
+        digests: list[str] = []
+        with self.factory() as session, session.begin():
+            old = list(session.scalars(select(Submission).where(Submission.created_at < cutoff)))
+            for submission in old:
+                touched = False
+                for image in list(submission.images):
+                    if image.status not in ("done", "failed"):
+                        continue  # still queued or processing: never purge unfinished work
+                    keep = [f for f in image.faces if _confirmed(f)]
+                    drop = [f for f in image.faces if not _confirmed(f)]
+                    if keep:
+                        for face in drop:
+                            session.delete(face)
+                        stats["faces_deleted"] += len(drop)
+                        stats["images_kept"] += 1
+                        touched = touched or bool(drop)
+                        continue
+                    stats["faces_deleted"] += len(drop)
+                    stats["images_deleted"] += 1
+                    digests.append(image.sha256)
+                    session.delete(image)
+                    touched = True
+                stats["submissions"] += int(touched)
+            session.flush()
+            audit.append(
+                session, actor, "purge", "retention", "", cutoff=cutoff.isoformat(), retention_days=keep_days, **stats
+            )
+        with self.factory() as session:
+            for digest in sorted(set(digests)):
+                in_use = session.scalar(select(func.count()).where(ProbeImage.sha256 == digest)) or session.scalar(
+                    select(func.count()).where(CustodyImage.sha256 == digest)
+                )
+                if not in_use and self.store.delete(digest):
+                    stats["files_deleted"] += 1
+        return stats

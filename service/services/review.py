@@ -1,0 +1,207 @@
+"""Human review (R3): decisions on probe faces, and the sprint report built from them."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.models import Candidate, ProbeFace, ProbeImage, ReviewDecision, Submission
+from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
+from service.domain.roles import Principal
+from service.errors import InvalidRequest, NotFound
+from service.services import audit
+
+
+class ReviewService:
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def decide(
+        self,
+        actor: Principal,
+        face_id: int,
+        action: str,
+        outcome: str | None = None,
+        candidate_id: int | None = None,
+        note: str = "",
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Record one decision; a stale or concurrent conflicting decision raises ``review_conflict``."""
+        try:
+            action_value = Action(action)
+            outcome_value = Outcome(outcome) if outcome else None
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        with self.factory() as session, session.begin():
+            face = session.get(ProbeFace, face_id)
+            if face is None:
+                raise NotFound(f"probe face {face_id} not found")
+            state, version = ReviewState(face.review_state), int(face.review_version)
+            if expected_version is not None and expected_version != version:
+                raise ReviewConflict(f"face {face_id} changed since you loaded it (version {version})")
+            target = next_state(
+                state, action_value, actor, face.first_reviewer, outcome_value, candidate_id is not None
+            )
+            candidate = None
+            if candidate_id is not None:
+                candidate = session.get(Candidate, candidate_id)
+                if candidate is None or candidate.probe_face_id != face_id:
+                    raise InvalidRequest(f"candidate {candidate_id} is not a candidate of face {face_id}")
+            values: dict[str, Any] = {"review_state": target.value, "review_version": version + 1}
+            if action_value is Action.REVIEW:
+                values |= {
+                    "review_outcome": outcome_value.value if outcome_value else None,
+                    "review_candidate_id": candidate.id if candidate else None,
+                    "first_reviewer": actor.username,
+                }
+            elif target is ReviewState.UNREVIEWED:
+                values |= {"review_outcome": None, "review_candidate_id": None, "first_reviewer": None}
+            changed = session.execute(
+                update(ProbeFace).where(ProbeFace.id == face_id, ProbeFace.review_version == version).values(**values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                raise ReviewConflict(f"face {face_id} was decided by someone else at the same time")
+            decided_subject = candidate.subject_id if candidate else None
+            if action_value is not Action.REVIEW and face.review_candidate_id is not None:
+                first = session.get(Candidate, face.review_candidate_id)
+                decided_subject = first.subject_id if first else None
+            decision = ReviewDecision(
+                probe_face_id=face_id,
+                action=action_value.value,
+                outcome=(outcome_value.value if outcome_value else face.review_outcome),
+                candidate_id=candidate.id if candidate else face.review_candidate_id,
+                subject_id=decided_subject,
+                note=note[:4000],
+                username=actor.username,
+                role=str(actor.role),
+                from_state=state.value,
+                to_state=target.value,
+            )
+            session.add(decision)
+            session.flush()
+            audit.append(
+                session,
+                actor,
+                "review_decision",
+                "probe_face",
+                face_id,
+                decision=action_value.value,
+                outcome=decision.outcome,
+                candidate_id=decision.candidate_id,
+                subject_id=decided_subject,
+                from_state=state.value,
+                to_state=target.value,
+                note_sha256=hashlib.sha256(note.encode()).hexdigest() if note else None,
+            )
+            return {
+                "face_id": face_id,
+                "decision_id": decision.id,
+                "state": target.value,
+                "version": version + 1,
+                "outcome": decision.outcome,
+                "candidate_id": decision.candidate_id,
+            }
+
+    def history(self, face_id: int) -> list[dict[str, Any]]:
+        with self.factory() as session:
+            if session.get(ProbeFace, face_id) is None:
+                raise NotFound(f"probe face {face_id} not found")
+            rows = session.scalars(
+                select(ReviewDecision).where(ReviewDecision.probe_face_id == face_id).order_by(ReviewDecision.id)
+            )
+            return [
+                {
+                    "id": d.id,
+                    "action": d.action,
+                    "outcome": d.outcome,
+                    "candidate_id": d.candidate_id,
+                    "subject_id": d.subject_id,
+                    "note": d.note,
+                    "username": d.username,
+                    "role": d.role,
+                    "from_state": d.from_state,
+                    "to_state": d.to_state,
+                    "at": d.created_at.isoformat(),
+                }
+                for d in rows
+            ]
+
+    def queue(self, state: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Faces waiting for a decision: searched, with at least one candidate, in ``state``."""
+        with self.factory() as session:
+            rows = session.execute(
+                select(
+                    ProbeFace.id,
+                    ProbeImage.submission_id,
+                    ProbeImage.file_name,
+                    ProbeFace.face_index,
+                    ProbeFace.review_state,
+                    ProbeFace.first_reviewer,
+                    ProbeFace.review_outcome,
+                )
+                .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
+                .where(ProbeFace.review_state == state, ProbeFace.searched.is_(True))
+                .where(select(Candidate.id).where(Candidate.probe_face_id == ProbeFace.id).exists())
+                .order_by(ProbeFace.id)
+                .limit(limit)
+            ).all()
+            return [
+                {
+                    "face_id": r[0],
+                    "submission_id": r[1],
+                    "file": r[2],
+                    "face_index": r[3],
+                    "state": r[4],
+                    "first_reviewer": r[5],
+                    "outcome": r[6],
+                }
+                for r in rows
+            ]
+
+
+def sprint_report(session: Session, submission: Submission) -> dict[str, Any]:
+    """The figures the Met reported for its sprints, for one submission."""
+    sid = submission.id
+    images = select(ProbeImage.id).where(ProbeImage.submission_id == sid)
+    faces = select(ProbeFace).join(ProbeImage).where(ProbeImage.submission_id == sid).subquery()
+
+    def count(stmt: Any) -> int:
+        return int(session.scalar(stmt) or 0)
+
+    above = select(Candidate.probe_face_id).where(Candidate.above_threshold.is_(True))
+    confirmed_match = (faces.c.review_state == "confirmed") & (faces.c.review_outcome == "possible_match")
+    return {
+        "submission_id": sid,
+        "case_reference": submission.case_reference,
+        "images_supplied": count(select(func.count()).select_from(images.subquery())),
+        "images_failed": count(
+            select(func.count()).where(ProbeImage.submission_id == sid, ProbeImage.status == "failed")
+        ),
+        "images_with_face": count(select(func.count(func.distinct(faces.c.probe_image_id)))),
+        "faces": count(select(func.count()).select_from(faces)),
+        "usable_faces": count(select(func.count()).select_from(faces).where(faces.c.usable.is_(True))),
+        "faces_searched": count(select(func.count()).select_from(faces).where(faces.c.searched.is_(True))),
+        "faces_with_candidate_above_threshold": count(
+            select(func.count()).select_from(faces).where(faces.c.id.in_(above))
+        ),
+        "possible_matches": count(
+            select(func.count()).select_from(faces).where(faces.c.review_outcome == "possible_match")
+        ),
+        "confirmed_matches": count(select(func.count()).select_from(faces).where(confirmed_match)),
+        "distinct_subjects_confirmed": count(
+            select(func.count(func.distinct(Candidate.subject_id)))
+            .join(faces, faces.c.review_candidate_id == Candidate.id)
+            .where(confirmed_match)
+        ),
+        "faces_awaiting_review": count(
+            select(func.count())
+            .select_from(faces)
+            .where(faces.c.review_state == "unreviewed", faces.c.searched.is_(True))
+        ),
+        "faces_awaiting_confirmation": count(
+            select(func.count()).select_from(faces).where(faces.c.review_state == "awaiting_confirmation")
+        ),
+    }

@@ -1,0 +1,184 @@
+"""Local accounts, sign-in and bearer tokens (R10).
+
+Passwords are hashed with argon2id (salted, slow). Tokens are 256-bit random strings shown once;
+only their sha256 is stored. There is no default account and no default password: the first
+admin is created with ``rfr users create NAME --role admin``, which refuses weak or well-known
+passwords.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.models import ApiToken, User
+from service.domain.roles import Principal, Role
+from service.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from service.services import audit
+
+MIN_PASSWORD_LENGTH = 12
+WELL_KNOWN = {
+    "password", "password1", "password123", "changeme", "changeme123", "admin", "administrator", "admin123",
+    "letmein", "welcome", "welcome1", "qwerty", "qwertyuiop", "123456789012", "default", "secret", "rfr",
+    "retailcrime", "police123",
+}  # fmt: skip
+
+_hasher = PasswordHasher()
+
+
+def check_password_policy(username: str, password: str) -> None:
+    lowered = password.lower()
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidRequest(f"password must have at least {MIN_PASSWORD_LENGTH} characters", code="weak_password")
+    if lowered in WELL_KNOWN or lowered.rstrip("0123456789!") in WELL_KNOWN or username.lower() in lowered:
+        raise InvalidRequest("password is a default, well-known or contains the user name", code="weak_password")
+    if len(set(password)) < 5:
+        raise InvalidRequest("password has too few distinct characters", code="weak_password")
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _principal(user: User, via: str) -> Principal:
+    return Principal(username=user.username, role=Role(user.role), user_id=user.id, via=via)
+
+
+class UserService:
+    def __init__(self, factory: sessionmaker[Session], session_hours: float) -> None:
+        self.factory = factory
+        self.session_hours = session_hours
+
+    def count(self) -> int:
+        with self.factory() as session:
+            return int(session.scalar(select(func.count()).select_from(User)) or 0)
+
+    def create(self, actor: Principal, username: str, role: str, password: str) -> int:
+        name = username.strip()
+        if not name or len(name) > 128 or ":" in name:
+            raise InvalidRequest("user name must be 1-128 characters without ':'")
+        try:
+            role_value = Role(role)
+        except ValueError as exc:
+            raise InvalidRequest(f"unknown role {role!r}; roles: {[r.value for r in Role]}") from exc
+        check_password_policy(name, password)
+        with self.factory() as session, session.begin():
+            if session.scalar(select(User.id).where(User.username == name)) is not None:
+                raise Conflict(f"user {name!r} already exists")
+            user = User(username=name, role=role_value.value, password_hash=_hasher.hash(password))
+            session.add(user)
+            session.flush()
+            audit.append(session, actor, "user_created", "user", user.id, username=name, role=role_value.value)
+            return int(user.id)
+
+    def _user(self, session: Session, username: str) -> User:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound(f"user {username!r} not found")
+        return user
+
+    def set_disabled(self, actor: Principal, username: str, disabled: bool) -> None:
+        with self.factory() as session, session.begin():
+            user = self._user(session, username)
+            user.disabled = disabled
+            if disabled:
+                session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
+            audit.append(
+                session, actor, "user_disabled" if disabled else "user_enabled", "user", user.id, username=username
+            )
+
+    def reset_password(self, actor: Principal, username: str, password: str) -> None:
+        check_password_policy(username, password)
+        with self.factory() as session, session.begin():
+            user = self._user(session, username)
+            user.password_hash = _hasher.hash(password)
+            user.password_changed_at = datetime.now(UTC)
+            session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
+            audit.append(session, actor, "password_reset", "user", user.id, username=username)
+
+    def issue_token(self, actor: Principal, username: str, kind: str = "api") -> str:
+        """A new API token for a script; shown once, only its hash is stored."""
+        token = secrets.token_urlsafe(32)
+        with self.factory() as session, session.begin():
+            user = self._user(session, username)
+            if user.disabled:
+                raise InvalidRequest(f"user {username!r} is disabled")
+            session.add(ApiToken(user_id=user.id, token_hash=token_hash(token), kind=kind))
+            audit.append(session, actor, "token_issued", "user", user.id, username=username, kind=kind)
+        return token
+
+    def login(self, username: str, password: str) -> tuple[str, Principal, datetime]:
+        """Check a password; on success a session token. Both outcomes are audited."""
+        with self.factory() as session, session.begin():
+            user = session.scalar(select(User).where(User.username == username))
+            ok = False
+            if user is not None and not user.disabled:
+                try:
+                    ok = _hasher.verify(user.password_hash, password)
+                except (VerifyMismatchError, VerificationError, InvalidHashError):
+                    ok = False
+            if not ok or user is None:
+                anonymous = Principal(username=username[:128] or "?", role=Role.ANALYST, via="api")
+                audit.append(
+                    session,
+                    anonymous,
+                    "login_failed",
+                    "user",
+                    user.id if user else "",
+                    reason="disabled" if user is not None and user.disabled else "bad credentials",
+                )
+                failed = True
+            else:
+                failed = False
+                if _hasher.check_needs_rehash(user.password_hash):
+                    user.password_hash = _hasher.hash(password)
+                token = secrets.token_urlsafe(32)
+                expires = datetime.now(UTC) + timedelta(hours=self.session_hours)
+                session.add(ApiToken(user_id=user.id, token_hash=token_hash(token), kind="session", expires_at=expires))
+                principal = _principal(user, "api")
+                audit.append(session, principal, "login", "user", user.id)
+        if failed:
+            raise Unauthenticated("user name or password is wrong, or the account is disabled")
+        return token, principal, expires
+
+    def logout(self, token: str) -> None:
+        with self.factory() as session, session.begin():
+            session.execute(update(ApiToken).where(ApiToken.token_hash == token_hash(token)).values(revoked=True))
+
+    def authenticate(self, token: str, via: str = "api") -> Principal:
+        """The principal a bearer token stands for, or ``Unauthenticated``."""
+        now = datetime.now(UTC)
+        with self.factory() as session:
+            row = session.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == token_hash(token))
+            ).first()
+        if row is None:
+            raise Unauthenticated("unknown or revoked token")
+        api_token, user = row
+        expires = api_token.expires_at
+        if expires is not None and expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        if api_token.revoked or user.disabled or (expires is not None and expires < now):
+            raise Unauthenticated("token revoked or expired, or the account is disabled")
+        return _principal(user, via)
+
+    def list(self) -> list[dict[str, object]]:
+        with self.factory() as session:
+            return [
+                {
+                    "id": u.id,
+                    "username": u.username,
+                    "role": u.role,
+                    "disabled": u.disabled,
+                    "created_at": u.created_at.isoformat(),
+                }
+                for u in session.scalars(select(User).order_by(User.id))
+            ]
