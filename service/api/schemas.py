@@ -68,6 +68,7 @@ class SubmissionDetail(SubmissionSummary):
 
 
 class CandidateOut(BaseModel):
+    id: int | None = Field(default=None, description="stored candidate id (submissions only)")
     rank: int
     custody_reference: str
     subject_id: int
@@ -93,8 +94,18 @@ class FaceOut(BaseModel):
     candidates: list[CandidateOut]
 
 
+class ReviewInfo(BaseModel):
+    state: str = Field(description="unreviewed | awaiting_confirmation | confirmed")
+    version: int = Field(description="send back as expected_version to detect concurrent decisions")
+    outcome: str | None
+    candidate_id: int | None
+    first_reviewer: str | None
+
+
 class StoredFaceOut(FaceOut):
+    id: int
     threshold: float
+    review: ReviewInfo
 
 
 class ProbeImageResult(ProbeImageStatus):

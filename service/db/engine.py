@@ -21,12 +21,21 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not pysqlite, emit BEGIN (see the "begin" hook below).
+            dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            # Take the write lock when a transaction starts, not when it first writes: a transaction
+            # that read and then writes would otherwise fail at once in WAL mode when another wrote
+            # in between. Transactions are short; this serialises them, as PostgreSQL's row locks do.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)

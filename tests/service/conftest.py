@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, text
 
 from service.app import Runtime
 from service.config import Settings, WorkerSettings
-from service.embeddings.pipeline import FacePipeline
 from service.domain.roles import Role, operator_principal
+from service.embeddings.pipeline import FacePipeline
 from tests.conftest import lfw_path
 
 OPERATOR = operator_principal()

@@ -38,11 +38,13 @@ def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw
     )
 
 
-def run(args: list[str], data_dir: Path, database: str, settings: Settings) -> dict:  # type: ignore[type-arg]
-    proc = rfr(args, data_dir, database, settings)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def run(  # type: ignore[type-arg]
+    args: list[str], data_dir: Path, database: str, settings: Settings, stdin: str | None = None, expect: int = 0
+) -> dict:
+    proc = rfr(args, data_dir, database, settings, stdin=subprocess.PIPE)
+    out, err = proc.communicate(stdin, timeout=600)
+    assert proc.returncode == expect, err
+    return json.loads((out if expect == 0 else err).strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def link_folder(root: Path, people: dict[str, list[int]]) -> Path:
@@ -106,6 +108,70 @@ def test_cli_import_submit_results_search(tmp_path: Path, database: str, setting
         assert top["rank"] == 1 and top["custody_reference"] == name and top["above_threshold"]
     found = run(["search", str(lfw_path("Hugo_Chavez", 4)), "--json"], data_dir, database, settings)
     assert found["faces"][0]["candidates"][0]["custody_reference"] == "Hugo_Chavez"
+
+    # Two people take the sprint to a confirmed match from the command line.
+    password = "tangerine submarine 42\n"
+    weak = rfr(
+        ["users", "create", "boss", "--role", "admin", "--password-stdin"],
+        data_dir,
+        database,
+        settings,
+        stdin=subprocess.PIPE,
+    )
+    assert weak.communicate("changeme\n", timeout=120)[0] == "" and weak.returncode == 2, "a default password"
+    tokens = {}
+    for user, role in (("rita", "reviewer"), ("cora", "confirmer")):
+        created = run(
+            ["users", "create", user, "--role", role, "--password-stdin", "--token", "--json"],
+            data_dir,
+            database,
+            settings,
+            stdin=password,
+        )
+        tokens[user] = created["token"]
+    colin = next(v for k, v in by_file.items() if k.startswith("Colin_Powell"))["faces"][0]
+    top = colin["candidates"][0]
+    reviewed = run(
+        [
+            "review",
+            "decide",
+            str(colin["id"]),
+            "--action",
+            "review",
+            "--outcome",
+            "possible_match",
+            "--candidate",
+            str(top["id"]),
+            "--note",
+            "same person",
+            "--token",
+            tokens["rita"],
+        ],
+        data_dir,
+        database,
+        settings,
+    )
+    assert reviewed["state"] == "awaiting_confirmation"
+    reviewer_confirms = run(
+        ["review", "decide", str(colin["id"]), "--action", "confirm", "--token", tokens["rita"]],
+        data_dir,
+        database,
+        settings,
+        expect=2,
+    )
+    assert reviewer_confirms["error"]["code"] == "forbidden", "a reviewer may not confirm"
+    confirmed = run(
+        ["review", "decide", str(colin["id"]), "--action", "confirm", "--token", tokens["cora"]],
+        data_dir,
+        database,
+        settings,
+    )
+    assert confirmed["state"] == "confirmed"
+    report = run(["report", str(submitted["submission"]), "--json"], data_dir, database, settings)
+    assert report["images_supplied"] == 3 and report["confirmed_matches"] == 1
+    assert report["distinct_subjects_confirmed"] == 1
+    verified = run(["audit", "verify", "--json"], data_dir, database, settings)
+    assert verified["ok"] and verified["events"] > 10
 
 
 def test_worker_killed_mid_sprint_loses_and_duplicates_nothing(

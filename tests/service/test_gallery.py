@@ -82,7 +82,11 @@ def test_index_rebuilt_when_missing_or_corrupt_with_identical_results(
 
 
 def test_deleted_subject_disappears_at_once_and_after_restart(
-    runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline,
+    runtime: Runtime,
+    database: str,
+    data_dir: Path,
+    settings: Settings,
+    pipeline: FacePipeline,
     tokens: dict[str, str],
 ) -> None:
     name = "Gerhard_Schroeder"

@@ -170,8 +170,12 @@ def test_malformed_requests_and_unknown_ids(client: TestClient, runtime: Runtime
     assert "purpose" in response.json()["error"]["message"]
     response = client.post("/submissions", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422
-    for url, user in (("/submissions/424242", "ana"), ("/submissions/424242/results", "ana"),
-                      ("/gallery/subjects/424242", "adam"), ("/nowhere", "ana")):
+    for url, user in (
+        ("/submissions/424242", "ana"),
+        ("/submissions/424242/results", "ana"),
+        ("/gallery/subjects/424242", "adam"),
+        ("/nowhere", "ana"),
+    ):
         response = client.get(url, headers=auth(tokens, user))
         assert response.status_code == 404 and response.json()["error"]["code"] == "not_found", url
     assert client.get("/submissions/abc").status_code == 422
@@ -198,7 +202,7 @@ def test_openapi_schema_is_complete(client: TestClient) -> None:
 def test_search_with_another_pack_is_refused(runtime: Runtime) -> None:
     import numpy as np
 
-    with runtime.factory() as session, pytest.raises(PackMismatch):  # noqa: PT012
+    with runtime.factory() as session, pytest.raises(PackMismatch):
         runtime.searcher.search(session, np.zeros((1, 128), np.float32), "buffalo_l")
 
 

@@ -1,0 +1,493 @@
+"""Access control, the two-person review workflow, the audit trail and retention, on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text, update
+
+from service.app import Runtime, create_app
+from service.db.models import (
+    AuditEvent,
+    Candidate,
+    Job,
+    ProbeFace,
+    ProbeImage,
+    ReviewDecision,
+    Submission,
+)
+from service.domain.roles import Principal, Role
+from service.errors import Forbidden, ServiceError
+from service.services import audit
+from tests.conftest import lfw_path
+from tests.service.conftest import PASSWORD, USERS, auth
+
+
+@pytest.fixture(scope="module")
+def client(runtime: Runtime, tokens: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=runtime)) as test_client:
+        yield test_client
+
+
+def submit(client: TestClient, tokens: dict[str, str], runtime: Runtime, files: list[Path], user: str = "ana") -> int:
+    headers = auth(tokens, user)
+    response = client.post(
+        "/submissions", json={"case_reference": "OP-BELLEVILLE", "purpose": "retail theft"}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    sid = int(response.json()["id"])
+    parts = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in files]
+    response = client.post(
+        f"/submissions/{sid}/images",
+        files=parts,
+        headers=headers,
+        data={"retailer": "Acme", "store": "Leeds", "incident_reference": "INC-7"},
+    )
+    assert response.status_code == 202, response.text
+    runtime.worker.run_until_empty()
+    return sid
+
+
+def faces_of(client: TestClient, tokens: dict[str, str], sid: int, user: str = "rita") -> list[dict]:  # type: ignore[type-arg]
+    response = client.get(f"/submissions/{sid}/results", headers=auth(tokens, user))
+    assert response.status_code == 200, response.text
+    return [face for image in response.json()["images"] for face in image["faces"] if face["searched"]]
+
+
+def decide(client: TestClient, tokens: dict[str, str], user: str, face_id: int, **body: object):  # type: ignore[no-untyped-def]
+    return client.post(f"/faces/{face_id}/decisions", json=body, headers=auth(tokens, user))
+
+
+def test_sprint_to_confirmed_match_with_two_people(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    sid = submit(client, tokens, runtime, [lfw_path("Hugo_Chavez", 5), lfw_path("Laura_Bush", 5)])
+    faces = faces_of(client, tokens, sid)
+    hugo = next(f for f in faces if f["candidates"][0]["custody_reference"] == "Hugo_Chavez")
+    top = hugo["candidates"][0]
+    assert hugo["review"]["state"] == "unreviewed"
+
+    image = client.get(f"/candidates/{top['id']}/image", headers=auth(tokens, "rita"))
+    assert image.status_code == 200 and image.content[:2] == b"\xff\xd8"
+    assert "no-store" in image.headers["cache-control"]
+
+    first = decide(
+        client,
+        tokens,
+        "rita",
+        hugo["id"],
+        action="review",
+        outcome="possible_match",
+        candidate_id=top["id"],
+        note="same scar, same ears",
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["state"] == "awaiting_confirmation"
+    # A reviewer may not confirm at all; a confirmer may not confirm someone else's... own review.
+    assert decide(client, tokens, "rob", hugo["id"], action="confirm").status_code == 403
+    confirmed = decide(client, tokens, "cora", hugo["id"], action="confirm", note="agree")
+    assert confirmed.status_code == 200, confirmed.text
+    assert confirmed.json()["state"] == "confirmed"
+    # Reversible only by a new, recorded decision.
+    assert decide(client, tokens, "rita", hugo["id"], action="review", outcome="no_match").status_code == 409
+
+    report = client.get(f"/submissions/{sid}/report", headers=auth(tokens, "ana")).json()
+    assert report["images_supplied"] == 2 and report["images_with_face"] == 2
+    assert report["faces_searched"] >= 2 and report["usable_faces"] >= 2
+    assert report["faces_with_candidate_above_threshold"] >= 1
+    assert report["possible_matches"] == 1 and report["confirmed_matches"] == 1
+    assert report["distinct_subjects_confirmed"] == 1
+
+    history = client.get(f"/faces/{hugo['id']}/decisions", headers=auth(tokens, "carl")).json()
+    assert [(h["action"], h["username"]) for h in history] == [("review", "rita"), ("confirm", "cora")]
+
+    disclosed = client.post(
+        f"/submissions/{sid}/disclosures",
+        headers=auth(tokens, "cora"),
+        json={"recipient": "DC Smith, Leeds CID", "reason": "investigation"},
+    )
+    assert disclosed.status_code == 200 and disclosed.json()["leads"][0]["custody_reference"] == "Hugo_Chavez"
+
+    events = client.get("/audit", params={"object_id": str(hugo["id"])}, headers=auth(tokens, "audrey")).json()
+    assert [e["details"]["decision"] for e in events if e["action"] == "review_decision"] == ["review", "confirm"]
+    everything = client.get("/audit", params={"limit": 5000}, headers=auth(tokens, "audrey")).json()
+    actions = {e["action"] for e in everything}
+    assert {
+        "submission_created",
+        "images_uploaded",
+        "search",
+        "results_viewed",
+        "candidate_image_viewed",
+        "review_decision",
+        "disclosure",
+        "gallery_enrolled",
+    } <= actions
+    search = next(e for e in everything if e["action"] == "search" and e["details"].get("submission_id") == sid)
+    assert search["actor"] == "ana" and search["role"] == "analyst"
+    for key in ("purpose", "case_reference", "probe_sha256", "pack", "threshold", "candidates_returned"):
+        assert key in search["details"], key
+    disclosure = next(e for e in everything if e["action"] == "disclosure")
+    assert disclosure["details"]["recipient"] == "DC Smith, Leeds CID"
+    assert client.get("/audit/verify", headers=auth(tokens, "audrey")).json()["ok"] is True
+
+
+def test_nobody_confirms_their_own_review(client: TestClient, runtime: Runtime, tokens: dict[str, str]) -> None:
+    sid = submit(client, tokens, runtime, [lfw_path("Ariel_Sharon", 6)])
+    face = faces_of(client, tokens, sid)[0]
+    assert decide(client, tokens, "cora", face["id"], action="review", outcome="inconclusive").status_code == 200
+    refused = decide(client, tokens, "cora", face["id"], action="confirm")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "self_confirmation"
+    refused = decide(client, tokens, "cora", face["id"], action="overturn")
+    assert refused.status_code == 403
+    overturned = decide(client, tokens, "carl", face["id"], action="overturn", note="look again")
+    assert overturned.status_code == 200 and overturned.json()["state"] == "unreviewed"
+    bad = decide(client, tokens, "rita", face["id"], action="review", outcome="possible_match")
+    assert bad.status_code == 422, "a possible match names its candidate"
+    with runtime.factory() as session:
+        assert session.scalar(select(func.count()).where(ReviewDecision.probe_face_id == face["id"])) == 2
+
+
+def test_concurrent_conflicting_decisions_one_wins_one_409(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    sid = submit(client, tokens, runtime, [lfw_path("Jennifer_Capriati", 6)])
+    face = faces_of(client, tokens, sid)[0]
+    rita = runtime.users.authenticate(tokens["rita"])
+    rob = runtime.users.authenticate(tokens["rob"])
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def act(who: Principal, outcome: str) -> None:
+        barrier.wait()
+        try:
+            results[who.username] = runtime.review.decide(who, face["id"], "review", outcome, None, "", 0)
+        except ServiceError as exc:
+            results[who.username] = exc
+
+    threads = [
+        threading.Thread(target=act, args=(rita, "no_match")),
+        threading.Thread(target=act, args=(rob, "inconclusive")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [r for r in results.values() if isinstance(r, ServiceError)]
+    wins = [r for r in results.values() if isinstance(r, dict)]
+    assert len(wins) == 1 and len(errors) == 1, results
+    assert errors[0].http_status == 409 and errors[0].code == "review_conflict"
+    with runtime.factory() as session:
+        assert session.scalar(select(func.count()).where(ReviewDecision.probe_face_id == face["id"])) == 1
+
+
+def test_threshold_override_needs_confirmer_and_reason(client: TestClient, tokens: dict[str, str]) -> None:
+    data = lfw_path("Colin_Powell", 7).read_bytes()
+    form = {"case_reference": "C-9", "purpose": "lower threshold test", "threshold": "0.2"}
+    files = {"file": ("p.jpg", data, "image/jpeg")}
+    assert client.post("/search", files=files, data=form, headers=auth(tokens, "ana")).status_code == 403
+    no_reason = client.post("/search", files=files, data=form, headers=auth(tokens, "cora"))
+    assert no_reason.status_code == 422
+    ok = client.post(
+        "/search", files=files, data={**form, "override_reason": "wanted for violence"}, headers=auth(tokens, "cora")
+    )
+    assert ok.status_code == 200 and ok.json()["threshold"] == 0.2
+    events = client.get("/audit", params={"action": "threshold_override"}, headers=auth(tokens, "audrey")).json()
+    assert events and events[-1]["actor"] == "cora" and events[-1]["details"]["reason"] == "wanted for violence"
+
+
+def test_login_logout_and_failed_login_are_audited(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    bad = client.post("/auth/login", json={"username": "rita", "password": "wrong password here"})
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "unauthenticated"
+    good = client.post("/auth/login", json={"username": "rita", "password": PASSWORD})
+    assert good.status_code == 200
+    token = good.json()["token"]
+    me = client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["role"] == "reviewer"
+    assert client.post("/auth/logout", headers={"Authorization": f"Bearer {token}"}).status_code == 204
+    assert client.get("/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.get("/auth/me", headers={"Authorization": "Bearer nonsense"}).status_code == 401
+    events = client.get("/audit", params={"object_type": "user"}, headers=auth(tokens, "audrey")).json()
+    kinds = [e["action"] for e in events]
+    assert "login_failed" in kinds and "login" in kinds
+
+
+def test_weak_or_default_passwords_are_refused(runtime: Runtime) -> None:
+    operator = Principal("operator:test", Role.ADMIN, via="cli-operator")
+    for password in ("admin", "changeme", "password123", "short", "victor-victor", "aaaaaaaaaaaaaaaa"):
+        with pytest.raises(ServiceError) as info:
+            runtime.users.create(operator, "victor", "admin", password)
+        assert info.value.code == "weak_password"
+
+
+def test_disabled_user_is_refused(client: TestClient, runtime: Runtime, tokens: dict[str, str]) -> None:
+    operator = Principal("operator:test", Role.ADMIN, via="cli-operator")
+    runtime.users.create(operator, "dora", "analyst", PASSWORD)
+    token = runtime.users.issue_token(operator, "dora")
+    assert client.get("/submissions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert client.post("/users/dora/disable", headers=auth(tokens, "adam")).status_code == 204
+    assert client.get("/submissions", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert client.post("/auth/login", json={"username": "dora", "password": PASSWORD}).status_code == 401
+
+
+# -- every role is refused what it may not do -------------------------------------------------
+
+A, R, C, U, D = "analyst", "reviewer", "confirmer", "auditor", "admin"
+READERS = {A, R, C}
+
+
+def endpoint_table() -> list[tuple[str, str, dict, set[str]]]:  # type: ignore[type-arg]
+    """Every authenticated route, as (method, path template, request kwargs, roles allowed)."""
+    still = lfw_path("Al_Gore", 3).read_bytes()
+    return [
+        ("GET", "/submissions", {}, READERS),
+        ("POST", "/submissions", {"json": {"case_reference": "R", "purpose": "roles"}}, {A}),
+        ("GET", "/submissions/{submission_id}", {}, READERS),
+        ("POST", "/submissions/{submission_id}/images", {"files": [("files", ("x.jpg", b"", "image/jpeg"))]}, {A}),
+        ("GET", "/submissions/{submission_id}/results", {}, READERS),
+        ("GET", "/submissions/{submission_id}/report", {}, READERS),
+        ("POST", "/submissions/{submission_id}/disclosures", {"json": {"recipient": "r", "reason": "t"}}, {R, C}),
+        (
+            "POST",
+            "/search",
+            {"files": {"file": ("s.jpg", still, "image/jpeg")}, "data": {"case_reference": "R", "purpose": "roles"}},
+            {A, C},
+        ),
+        (
+            "POST",
+            "/gallery/enrol",
+            {"files": {"file": ("g.jpg", b"", "image/jpeg")}, "data": {"custody_reference": "X"}},
+            {D},
+        ),
+        ("GET", "/gallery/subjects", {}, {R, C, D}),
+        ("GET", "/gallery/subjects/{subject_id}", {}, {R, C, D}),
+        ("DELETE", "/gallery/subjects/{subject_id}", {}, {D}),
+        ("POST", "/faces/{face_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
+        ("GET", "/faces/{face_id}/decisions", {}, {R, C}),
+        ("GET", "/review/queue", {}, {R, C}),
+        ("GET", "/probe-images/{image_id}/image", {}, READERS),
+        ("GET", "/candidates/{candidate_id}/image", {}, {R, C}),
+        ("GET", "/audit", {}, {U}),
+        ("GET", "/audit/verify", {}, {U}),
+        ("GET", "/audit/export", {"params": {"recipient": "regulator"}}, {U}),
+        ("POST", "/retention/purge", {"params": {"days": 3650}}, {D}),
+        ("GET", "/users", {}, {D}),
+        ("POST", "/users", {"json": {"username": "zed", "role": "analyst", "password": "weak"}}, {D}),
+        ("POST", "/users/{username}/disable", {}, {D}),
+        ("POST", "/users/{username}/enable", {}, {D}),
+        ("POST", "/users/{username}/reset", {"json": {"password": "weak"}}, {D}),
+        ("POST", "/users/{username}/tokens", {}, {D}),
+        ("GET", "/auth/me", {}, {A, R, C, U, D}),
+        ("POST", "/auth/logout", {}, set()),  # checked separately: it ends the caller's own session
+    ]
+
+
+PUBLIC = {("GET", "/health"), ("POST", "/auth/login")}
+
+
+def test_every_role_is_refused_what_it_may_not_do(client: TestClient, runtime: Runtime, tokens: dict[str, str]) -> None:
+    sid = submit(client, tokens, runtime, [lfw_path("Gloria_Macapagal_Arroyo", 6)])
+    face = faces_of(client, tokens, sid)[0]
+    with runtime.factory() as session:
+        image_id = session.scalar(select(ProbeImage.id).where(ProbeImage.submission_id == sid))
+    ids = {
+        "submission_id": sid,
+        "face_id": face["id"],
+        "candidate_id": face["candidates"][0]["id"],
+        "image_id": int(image_id or 0),
+        "subject_id": 999999,
+        "username": "nobody-here",
+    }
+    table = endpoint_table()
+    schema = client.get("/openapi.json").json()
+    routes = {(method.upper(), path) for path, item in schema["paths"].items() for method in item}
+    assert routes - PUBLIC == {(m, p) for m, p, _, _ in table}, "the table covers every route"
+    users_by_role = {role.value: name for name, role in reversed(USERS.items())}
+    for method, template, kwargs, allowed in table:
+        path = template.format(**ids)
+        anonymous = client.request(method, path, **kwargs)
+        assert anonymous.status_code == 401, (method, path, anonymous.status_code)
+        if template == "/auth/logout":
+            continue
+        for role, user in users_by_role.items():
+            response = client.request(method, path, headers=auth(tokens, user), **kwargs)
+            if role in allowed:
+                assert response.status_code not in (401, 403), (method, path, role, response.text)
+            else:
+                assert response.status_code == 403, (method, path, role, response.status_code)
+                assert response.json()["error"]["code"] == "forbidden"
+    # An analyst sees only their own submissions.
+    assert client.get(f"/submissions/{sid}", headers=auth(tokens, "ann")).status_code == 404
+    assert client.get(f"/probe-images/{image_id}/image", headers=auth(tokens, "ann")).status_code == 404
+    assert all(s["submitted_by"] == "ann" for s in client.get("/submissions", headers=auth(tokens, "ann")).json())
+
+
+def test_health_is_public_and_holds_no_personal_data(client: TestClient) -> None:
+    body = client.get("/health").json()
+    assert set(body) == {"status", "pack_id", "gallery_templates", "index"}
+
+
+# -- tamper evidence ---------------------------------------------------------------------------
+
+
+def rfr_audit_verify(runtime: Runtime) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "RFR_DATA_DIR": str(runtime.settings.data_dir),
+        "RFR_DATABASE_URL": runtime.settings.resolved_database_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "audit", "verify", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_audit_verify_names_the_edited_deleted_or_reordered_row(runtime: Runtime) -> None:
+    ok = rfr_audit_verify(runtime)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    with runtime.factory() as session:
+        seqs = list(session.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq)))
+    assert len(seqs) > 10
+    target = seqs[len(seqs) // 2]
+
+    def tamper(sql: str, **params: object) -> None:
+        with runtime.engine.begin() as conn:
+            conn.execute(text(sql), params)
+
+    with runtime.factory() as session:
+        original = session.get(AuditEvent, target)
+        assert original is not None
+        saved = (original.actor, original.seq, original.hash, original.prev_hash)
+
+    # 1. edited
+    tamper("UPDATE audit_events SET actor = 'mallory' WHERE seq = :s", s=target)
+    broken = rfr_audit_verify(runtime)
+    assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad_seq"] == target
+    tamper("UPDATE audit_events SET actor = :a WHERE seq = :s", a=saved[0], s=target)
+    assert rfr_audit_verify(runtime).returncode == 0
+
+    # 2. reordered: swap two neighbours' contents (sequence numbers stay dense)
+    with runtime.factory() as session:
+        a, b = (session.get(AuditEvent, target), session.get(AuditEvent, target + 1))
+        assert a is not None and b is not None
+        rows = [
+            (e.at, e.actor, e.role, e.action, e.object_type, e.object_id, e.details, e.prev_hash, e.hash)
+            for e in (a, b)
+        ]
+    columns = ["at", "actor", "role", "action", "object_type", "object_id", "details", "prev_hash", "hash"]
+    with runtime.factory() as session, session.begin():
+        session.execute(update(AuditEvent).where(AuditEvent.seq == target).values(hash="x" * 64))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == target + 1).values(dict(zip(columns, rows[0], strict=True)))
+        )
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == target).values(dict(zip(columns, rows[1], strict=True)))
+        )
+    broken = rfr_audit_verify(runtime)
+    assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad_seq"] == target
+    with runtime.factory() as session, session.begin():
+        session.execute(update(AuditEvent).where(AuditEvent.seq == target + 1).values(hash="y" * 64))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == target).values(dict(zip(columns, rows[0], strict=True)))
+        )
+        session.execute(
+            update(AuditEvent).where(AuditEvent.seq == target + 1).values(dict(zip(columns, rows[1], strict=True)))
+        )
+    assert rfr_audit_verify(runtime).returncode == 0
+
+    # 3. deleted (kept aside and put back, so later tests see an intact chain)
+    with runtime.factory() as session:
+        keep = audit.event_dict(session.get(AuditEvent, target))  # type: ignore[arg-type]
+    tamper("DELETE FROM audit_events WHERE seq = :s", s=target)
+    broken = rfr_audit_verify(runtime)
+    assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad_seq"] == target
+    with runtime.factory() as session, session.begin():
+        restored = AuditEvent(
+            **{
+                k: keep[k]
+                for k in ("seq", "actor", "role", "action", "object_type", "object_id", "details", "prev_hash", "hash")
+            },
+            at=datetime.fromisoformat(keep["at"]),
+        )
+        session.add(restored)
+    assert rfr_audit_verify(runtime).returncode == 0
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+def test_purge_removes_every_trace_of_unconfirmed_probes(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    sid = submit(
+        client,
+        tokens,
+        runtime,
+        [lfw_path("Serena_Williams", 7), lfw_path("Hans_Blix", 1), lfw_path("Vladimir_Putin", 4)],
+    )
+    faces = faces_of(client, tokens, sid)
+    serena = next(f for f in faces if f["candidates"][0]["custody_reference"] == "Serena_Williams")
+    assert (
+        decide(
+            client,
+            tokens,
+            "rob",
+            serena["id"],
+            action="review",
+            outcome="possible_match",
+            candidate_id=serena["candidates"][0]["id"],
+        ).status_code
+        == 200
+    )
+    assert decide(client, tokens, "carl", serena["id"], action="confirm").status_code == 200
+    with runtime.factory() as session:
+        images = session.execute(select(ProbeImage.id, ProbeImage.sha256).where(ProbeImage.submission_id == sid)).all()
+        kept_image = session.scalar(select(ProbeFace.probe_image_id).where(ProbeFace.id == serena["id"]))
+        # Age the submission past the retention period.
+        session.execute(
+            update(Submission).where(Submission.id == sid).values(created_at=datetime.now(UTC) - timedelta(days=400))
+        )
+        session.commit()
+    purged_ids = [i for i, _ in images if i != kept_image]
+    purged_digests = [d for i, d in images if i != kept_image]
+    stats = client.post("/retention/purge", headers=auth(tokens, "adam")).json()
+    assert stats["images_deleted"] >= 2 and stats["images_kept"] >= 1
+
+    with runtime.factory() as session:
+        assert session.scalar(select(func.count()).where(ProbeImage.id.in_(purged_ids))) == 0
+        assert session.scalar(select(func.count()).where(ProbeFace.probe_image_id.in_(purged_ids))) == 0
+        assert session.scalar(select(func.count()).where(Job.probe_image_id.in_(purged_ids))) == 0
+        orphan_candidates = session.scalar(
+            select(func.count()).select_from(Candidate).where(~Candidate.probe_face_id.in_(select(ProbeFace.id)))
+        )
+        assert orphan_candidates == 0
+        remaining = session.scalars(select(ProbeFace).where(ProbeFace.probe_image_id == kept_image)).all()
+        assert [f.id for f in remaining] == [serena["id"]], "only the confirmed face survives"
+        assert remaining[0].embedding is not None
+    for digest in purged_digests:
+        assert not runtime.store.exists(digest)
+    assert runtime.store.exists(images[[i for i, _ in images].index(kept_image)][1])
+    event = client.get("/audit", params={"action": "purge"}, headers=auth(tokens, "audrey")).json()[-1]
+    assert event["details"]["images_deleted"] == stats["images_deleted"]
+    assert "sha256" not in json.dumps(event["details"]), "the trail keeps no image hash of purged probes"
+    assert client.get("/audit/verify", headers=auth(tokens, "audrey")).json()["ok"] is True
+
+
+def test_reviewer_cannot_act_without_permission_in_service_layer(runtime: Runtime) -> None:
+    auditor = Principal("audrey", Role.AUDITOR)
+    with pytest.raises(Forbidden):
+        runtime.review.decide(auditor, 1, "review", "no_match")
