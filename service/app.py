@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     from service.api.people import router as people_router
     from service.api.review import router as review_router
     from service.api.routes import router
+    from service.web.pages import install as install_web
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -147,4 +148,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(router)
     app.include_router(people_router)
     app.include_router(review_router)
+    install_web(app)
     return app

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from service.app import Runtime
 from service.config import Settings, WorkerSettings
@@ -73,14 +73,33 @@ def database_params() -> list[object]:
     return params
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the server RFR_TEST_POSTGRES_URL names.
+
+    Concurrent test runs on one server (a developer's and CI's) then never reset each other's schema.
+    """
+    if not POSTGRES_URL:
+        pytest.fail("RFR_TEST_REQUIRE_POSTGRES is set but RFR_TEST_POSTGRES_URL is not")
+    url = make_url(POSTGRES_URL)
+    name = f"{url.database}_{os.getpid()}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(params=database_params(), scope="module")
 def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('db') / 'rfr.db'}"
-    if not POSTGRES_URL:
-        pytest.fail("RFR_TEST_REQUIRE_POSTGRES is set but RFR_TEST_POSTGRES_URL is not")
-    reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    url: str = request.getfixturevalue("postgres_url")
+    reset_postgres(url)
+    return url
 
 
 def make_settings(data_dir: Path, database: str, cache_dir: Path, **overrides: object) -> Settings:

@@ -1,0 +1,453 @@
+"""Server-rendered pages for analysts, reviewers, confirmers, auditors and admins.
+
+Pages use the same services and the same permission table as the HTTP API. Signing in sets an
+HttpOnly, SameSite=Strict session cookie; every form also carries a CSRF token derived from the
+session. Images are served by the API's image endpoints (audited, ``Cache-Control: no-store``);
+pages are never cached either. URLs carry opaque ids only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from starlette.datastructures import UploadFile
+
+from service.api.auth import RuntimeDep
+from service.db.models import AuditEvent, Candidate, CustodyImage, ProbeFace, ProbeImage, Subject
+from service.domain.roles import Permission, Principal
+from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unauthenticated
+from service.services import audit
+from service.services.review import sprint_report
+from service.services.submissions import ProbeProvenance, Upload
+
+HERE = Path(__file__).resolve().parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+COOKIE = "rfr_session"
+NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
+REPORT_ROWS = [
+    ("Images supplied", "images_supplied"),
+    ("Images with a face", "images_with_face"),
+    ("Usable faces", "usable_faces"),
+    ("Faces searched", "faces_searched"),
+    ("Faces with a candidate above threshold", "faces_with_candidate_above_threshold"),
+    ("Possible matches", "possible_matches"),
+    ("Confirmed matches", "confirmed_matches"),
+    ("Distinct subjects confirmed", "distinct_subjects_confirmed"),
+]
+
+
+class LoginRequired(Exception):
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def csrf_for(token: str) -> str:
+    return hashlib.sha256(f"csrf:{token}".encode()).hexdigest()[:32]
+
+
+def page_principal(request: Request, rt: RuntimeDep) -> Principal:
+    token = request.cookies.get(COOKIE, "")
+    if not token:
+        raise LoginRequired(request.url.path)
+    try:
+        principal = rt.users.authenticate(token, via="web")
+    except Unauthenticated as exc:
+        raise LoginRequired(request.url.path) from exc
+    request.state.principal = principal
+    request.state.csrf = csrf_for(token)
+    return principal
+
+
+PagePrincipal = Annotated[Principal, Depends(page_principal)]
+
+
+def need(principal: Principal, *permissions: str) -> None:
+    if not any(principal.can(Permission(p)) for p in permissions):
+        raise Forbidden(f"role {principal.role} may not open this page")
+
+
+async def check_csrf(request: Request) -> dict[str, Any]:
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get("csrf", "")), str(getattr(request.state, "csrf", ""))):
+        raise Forbidden("the form has expired or did not come from this site; reload the page")
+    return dict(form.multi_items()) | {"_form": form}
+
+
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    context |= {
+        "principal": principal,
+        "csrf": getattr(request.state, "csrf", ""),
+        "can": (lambda p: principal is not None and principal.can(Permission(p))),
+    }
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=NO_STORE)
+
+
+def html_error(request: Request, status: int, code: str, message: str) -> Response:
+    if status == 401:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    titles = {403: "Not permitted", 404: "Not found", 409: "Someone decided first", 413: "Too large"}
+    return render(
+        request, "error.html", status, status=status, title=titles.get(status, "Error"), message=message, code=code
+    )
+
+
+# -- sign in / out -----------------------------------------------------------------------------
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/ui") -> HTMLResponse:
+    return render(request, "login.html", next=next if next.startswith("/ui") else "/ui", error=None)
+
+
+@router.post("/login")
+async def login(request: Request, rt: RuntimeDep) -> Response:
+    form = await request.form()
+    target = str(form.get("next", "/ui"))
+    target = target if target.startswith("/ui") else "/ui"
+    try:
+        token, _, expires = rt.users.login(str(form.get("username", "")), str(form.get("password", "")))
+    except Unauthenticated as exc:
+        return render(request, "login.html", 401, next=target, error=exc.message)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", expires=expires, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, rt: RuntimeDep, _: PagePrincipal) -> Response:
+    await check_csrf(request)
+    rt.users.logout(request.cookies.get(COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/ui")
+def home(principal: PagePrincipal) -> RedirectResponse:
+    if principal.can(Permission.REVIEW):
+        return RedirectResponse("/ui/review", status_code=303)
+    if principal.can(Permission.READ_AUDIT):
+        return RedirectResponse("/ui/audit", status_code=303)
+    if principal.can(Permission.MANAGE_USERS):
+        return RedirectResponse("/ui/admin", status_code=303)
+    return RedirectResponse("/ui/submissions", status_code=303)
+
+
+# -- submissions -------------------------------------------------------------------------------
+
+
+@router.get("/ui/submissions", response_class=HTMLResponse)
+def submissions_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
+    need(principal, "read_own_submissions", "read_all_submissions")
+    rows = rt.submissions.list_visible(principal, 200)
+    live = any(s["status"] in ("queued", "processing") for s in rows)
+    return render(request, "submissions.html", submissions=rows, live=live)
+
+
+def _text(form: dict[str, Any], key: str) -> str:
+    value = form.get(key, "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+@router.post("/ui/submissions")
+async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> Response:
+    need(principal, "submit")
+    form = await check_csrf(request)
+    raw = form["_form"]
+    files = [f for f in raw.getlist("files") + raw.getlist("folder") if isinstance(f, UploadFile) and f.filename]
+    if not files:
+        raise InvalidRequest("choose at least one still to upload")
+    captured = _text(form, "captured_at")
+    try:
+        when = datetime.fromisoformat(captured) if captured else None
+    except ValueError as exc:
+        raise InvalidRequest("captured at is not a date and time") from exc
+    provenance = ProbeProvenance(
+        retailer=_text(form, "retailer"),
+        store=_text(form, "store"),
+        incident_reference=_text(form, "incident_reference"),
+        captured_at=when,
+        supplied_by=_text(form, "supplied_by"),
+        witness_statement=_text(form, "witness_statement") == "true",
+    )
+    submission_id = rt.submissions.create(
+        principal, _text(form, "case_reference"), _text(form, "purpose"), _text(form, "search_poor_faces") == "true"
+    )
+    limit = rt.settings.images.max_bytes
+    for upload in files:
+        name = Path(upload.filename or "upload").name
+        data = await upload.read(limit + 1)
+        try:
+            if len(data) > limit:
+                raise InvalidRequest(f"{name}: exceeds the limit of {limit} bytes", code="payload_too_large")
+            rt.submissions.add_images(principal, submission_id, [Upload(name, data, provenance)])
+        except ServiceError as exc:  # recorded as a failed image: nothing submitted is lost silently
+            rt.submissions.add_rejected(principal, submission_id, name, data[:limit], exc.code, exc.message)
+    return RedirectResponse(f"/ui/submissions/{submission_id}", status_code=303)
+
+
+def _results(rt: Any, principal: Principal, submission_id: int) -> dict[str, Any]:
+    results: dict[str, Any] = rt.submissions.results(principal, submission_id)
+    with rt.factory() as session:
+        sizes = dict(
+            (i, (w, h))
+            for i, w, h in session.execute(
+                select(ProbeImage.id, ProbeImage.width, ProbeImage.height).where(
+                    ProbeImage.submission_id == submission_id
+                )
+            ).all()
+        )
+    for image in results["images"]:
+        image["width"], image["height"] = sizes.get(image["id"], (1, 1))
+    return results
+
+
+@router.get("/ui/submissions/{submission_id}", response_class=HTMLResponse)
+def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
+    need(principal, "read_own_submissions", "read_all_submissions")
+    results = _results(rt, principal, submission_id)
+    return render(request, "submission.html", s=results, images=results["images"])
+
+
+@router.get("/ui/submissions/{submission_id}/report", response_class=HTMLResponse)
+def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
+    need(principal, "read_own_submissions", "read_all_submissions")
+    with rt.factory() as session:
+        report = sprint_report(session, rt.submissions.visible(session, principal, submission_id))
+    top = max([report[key] for _, key in REPORT_ROWS] + [1])
+    return render(request, "report.html", r=report, rows=REPORT_ROWS, top=top)
+
+
+# -- review ------------------------------------------------------------------------------------
+
+
+@router.get("/ui/review", response_class=HTMLResponse)
+def review_queue_page(
+    request: Request, rt: RuntimeDep, principal: PagePrincipal, state: str = "unreviewed"
+) -> HTMLResponse:
+    need(principal, "review", "confirm")
+    if state not in ("unreviewed", "awaiting_confirmation", "confirmed"):
+        raise InvalidRequest("unknown queue")
+    return render(request, "review_queue.html", items=rt.review.queue(state, 500), state=state)
+
+
+def _face_context(rt: Any, principal: Principal, face_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    with rt.factory() as session:
+        face = session.get(ProbeFace, face_id)
+        if face is None:
+            raise NotFound(f"probe face {face_id} not found")
+        probe = session.get(ProbeImage, face.probe_image_id)
+        assert probe is not None
+        submission_id = probe.submission_id
+    results = _results(rt, principal, submission_id)
+    for image in results["images"]:
+        for f in image["faces"]:
+            if f["id"] == face_id:
+                return image | {"submission_id": submission_id}, f
+    raise NotFound(f"probe face {face_id} not found")
+
+
+@router.get("/ui/review/faces/{face_id}", response_class=HTMLResponse)
+def review_face_page(
+    request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: int, state: str = "unreviewed"
+) -> HTMLResponse:
+    need(principal, "review", "confirm")
+    image, face = _face_context(rt, principal, face_id)
+    queue = [item["face_id"] for item in rt.review.queue(state, 1000)]
+    position = queue.index(face_id) if face_id in queue else -1
+    prev_id = queue[position - 1] if position > 0 else None
+    next_id = queue[position + 1] if 0 <= position < len(queue) - 1 else (queue[0] if position < 0 and queue else None)
+    chosen = next((c for c in face["candidates"] if c["id"] == face["review"]["candidate_id"]), None)
+    return render(
+        request,
+        "review_face.html",
+        image=image,
+        face=face,
+        state=state,
+        prev_id=prev_id,
+        next_id=next_id,
+        chosen=chosen,
+        history=rt.review.history(face_id),
+    )
+
+
+@router.post("/ui/review/faces/{face_id}/decide")
+async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
+    need(principal, "review", "confirm")
+    form = await check_csrf(request)
+    action, _, outcome = _text(form, "action").partition(":")
+    state = _text(form, "state") or "unreviewed"
+    before = [item["face_id"] for item in rt.review.queue(state, 1000)]
+    candidate = _text(form, "candidate_id")
+    version = _text(form, "expected_version")
+    rt.review.decide(
+        principal,
+        face_id,
+        action,
+        outcome or None,
+        int(candidate) if outcome == "possible_match" and candidate.isdigit() else None,
+        _text(form, "note"),
+        int(version) if version.isdigit() else None,
+    )
+    later = [f for f in before[before.index(face_id) + 1 :]] if face_id in before else before
+    remaining = set(item["face_id"] for item in rt.review.queue(state, 1000))
+    upcoming = next((f for f in later if f in remaining), None)
+    target = f"/ui/review/faces/{upcoming}?state={state}" if upcoming else f"/ui/review?state={state}"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/ui/faces/{face_id}/crop")
+def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
+    """The probe face, cropped with a margin, for side-by-side review (audited like the still)."""
+    need(principal, "read_own_submissions", "read_all_submissions")
+    with rt.factory() as session, session.begin():
+        face = session.get(ProbeFace, face_id)
+        if face is None:
+            raise NotFound(f"probe face {face_id} not found")
+        image = session.get(ProbeImage, face.probe_image_id)
+        assert image is not None
+        rt.submissions.visible(session, principal, image.submission_id)
+        audit.append(
+            session, principal, "probe_image_viewed", "probe_face", face_id, crop=True, probe_image_id=image.id
+        )
+        data = rt.store.get(image.sha256)
+    pixels = rt.pipeline.decode(data)
+    x, y, w, h = face.box
+    margin = 0.35 * max(w, h)
+    x0, y0 = max(0, int(x - margin)), max(0, int(y - margin))
+    x1 = min(pixels.shape[1], int(x + w + margin))
+    y1 = min(pixels.shape[0], int(y + h + margin))
+    ok, encoded = cv2.imencode(".jpg", pixels[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise NotFound("face crop could not be produced")
+    return Response(io.BytesIO(encoded.tobytes()).getvalue(), media_type="image/jpeg", headers=NO_STORE)
+
+
+# -- subjects, audit, admin --------------------------------------------------------------------
+
+
+@router.get("/ui/subjects/{subject_id}", response_class=HTMLResponse)
+def subject_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, subject_id: int) -> HTMLResponse:
+    need(principal, "read_gallery")
+    with rt.factory() as session:
+        subject = session.get(Subject, subject_id)
+        if subject is None:
+            raise NotFound(f"subject {subject_id} not found")
+        images = list(session.scalars(select(CustodyImage).where(CustodyImage.subject_id == subject_id)))
+        rows = session.execute(
+            select(ProbeImage, Candidate)
+            .join(ProbeFace, ProbeFace.probe_image_id == ProbeImage.id)
+            .join(Candidate, Candidate.id == ProbeFace.review_candidate_id)
+            .where(
+                Candidate.subject_id == subject_id,
+                ProbeFace.review_state == "confirmed",
+                ProbeFace.review_outcome == "possible_match",
+            )
+            .order_by(ProbeImage.captured_at)
+        ).all()
+        appearances = [
+            {
+                "captured_at": i.captured_at.isoformat() if i.captured_at else None,
+                "retailer": i.retailer,
+                "store": i.store,
+                "incident_reference": i.incident_reference,
+                "submission_id": i.submission_id,
+                "score": c.score,
+            }
+            for i, c in rows
+        ]
+    return render(request, "subject.html", subject=subject, images=images, appearances=appearances)
+
+
+@router.get("/ui/custody-images/{image_id}")
+def custody_image(rt: RuntimeDep, principal: PagePrincipal, image_id: int) -> Response:
+    need(principal, "read_gallery")
+    with rt.factory() as session, session.begin():
+        image = session.get(CustodyImage, image_id)
+        if image is None:
+            raise NotFound(f"custody image {image_id} not found")
+        audit.append(session, principal, "custody_image_viewed", "custody_image", image_id, subject_id=image.subject_id)
+        data = rt.store.get(image.sha256)
+    return Response(data, media_type="application/octet-stream", headers=NO_STORE)
+
+
+async def _audit_page(request: Request, rt: Any, filters: dict[str, str]) -> HTMLResponse:
+    with rt.factory() as session:
+        events = audit.query(
+            session,
+            actor=filters.get("user") or None,
+            action=filters.get("action") or None,
+            object_type=filters.get("object_type") or None,
+            object_id=filters.get("object_id") or None,
+            limit=1_000_000,
+        )[-500:]
+        actions = sorted({e for e in session.scalars(select(AuditEvent.action).distinct())})
+    rows = [audit.event_dict(e) | {"details_text": json.dumps(e.details, sort_keys=True)} for e in reversed(events)]
+    return render(
+        request, "audit.html", events=rows, verification=audit.verify(rt.factory), filters=filters, actions=actions
+    )
+
+
+@router.get("/ui/audit", response_class=HTMLResponse)
+async def audit_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
+    need(principal, "read_audit")
+    return await _audit_page(request, rt, {})
+
+
+@router.post("/ui/audit", response_class=HTMLResponse)
+async def audit_filter(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
+    need(principal, "read_audit")
+    form = await check_csrf(request)
+    keys = ("user", "action", "object_type", "object_id")
+    return await _audit_page(request, rt, {k: _text(form, k) for k in keys})
+
+
+@router.get("/ui/admin", response_class=HTMLResponse)
+def admin_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
+    need(principal, "manage_users")
+    return render(
+        request,
+        "admin.html",
+        users=rt.users.list(),
+        gallery_templates=rt.holder.index.count,
+        pack_id=rt.pipeline.pack_id,
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Mount the pages, their static files and their HTML error pages on ``app``."""
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(router)
+    app.state.html_error = html_error
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+
+    @app.middleware("http")
+    async def no_store_pages(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith(("/ui", "/login")):
+            response.headers["Cache-Control"] = "no-store, private"
+        return response

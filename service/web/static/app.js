@@ -1,0 +1,57 @@
+// Keyboard shortcuts and live progress. Everything also works without JavaScript.
+(function () {
+  "use strict";
+  const page = document.body.dataset.page;
+  const typing = (e) => ["INPUT", "TEXTAREA", "SELECT"].includes(e.target.tagName) && e.target.type !== "radio";
+
+  if (page === "review") {
+    const radios = () => Array.from(document.querySelectorAll('input[name="candidate_id"]:not([disabled])'));
+    const click = (id) => { const b = document.getElementById(id); if (b) { b.click(); return true; } return false; };
+    const go = (id) => { const a = document.getElementById(id); if (a) { window.location.href = a.href; } };
+    document.addEventListener("keydown", (e) => {
+      if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+      const list = radios();
+      const at = list.findIndex((r) => r.checked);
+      const keys = {
+        j: () => { if (list.length) { const r = list[Math.min(at + 1, list.length - 1)]; r.checked = true; r.focus(); } },
+        k: () => { if (list.length) { const r = list[Math.max(at - 1, 0)]; r.checked = true; r.focus(); } },
+        p: () => click("btn-possible"), n: () => click("btn-nomatch"), i: () => click("btn-inconclusive"),
+        c: () => click("btn-confirm"), o: () => click("btn-overturn"),
+        "]": () => go("next-face"), "[": () => go("prev-face"),
+      };
+      if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
+    });
+  }
+
+  if (page === "queue") {
+    // Focus the first face's link: Enter opens it, Tab walks the rest of the queue.
+    const first = document.getElementById("first-item");
+    if (first) first.focus();
+  }
+
+  if (page === "submission") {
+    const box = document.getElementById("progress");
+    if (box && box.dataset.status !== "complete" && box.dataset.status !== "open") {
+      const poll = async () => {
+        try {
+          const r = await fetch(`/submissions/${box.dataset.submission}`, { credentials: "same-origin", cache: "no-store" });
+          if (r.ok) {
+            const s = await r.json();
+            document.getElementById("status").textContent = s.status;
+            document.getElementById("done").textContent = s.progress.done;
+            document.getElementById("failed").textContent = s.progress.failed;
+            document.getElementById("pending").textContent = s.progress.queued + s.progress.processing;
+            if (s.status === "complete") { window.location.reload(); return; }
+          }
+        } catch (err) { /* keep polling */ }
+        setTimeout(poll, 1500);
+      };
+      setTimeout(poll, 1500);
+    }
+  }
+
+  if (page === "submissions") {
+    const table = document.querySelector("table[data-live]");
+    if (table && table.dataset.live === "on") setTimeout(() => window.location.reload(), 3000);
+  }
+})();
