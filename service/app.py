@@ -59,7 +59,7 @@ class Runtime:
         holder = GalleryIndexHolder(settings.index_dir, pipeline.pack_id, pipeline.manifest.embedding_dim, factory)
         holder.open()
         searcher = GallerySearcher(
-            holder, pipeline.manifest.operating_threshold, settings.search.top_k, settings.search.oversample
+            holder, factory, pipeline.manifest.operating_threshold, settings.search.top_k, settings.search.oversample
         )
         return cls(
             settings=settings,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import FaceTemplate, Subject
 from service.errors import PackMismatch
@@ -35,15 +35,22 @@ class CandidateHit:
 
 
 class GallerySearcher:
-    def __init__(self, holder: GalleryIndexHolder, threshold: float, top_k: int, oversample: int) -> None:
+    def __init__(
+        self,
+        holder: GalleryIndexHolder,
+        factory: sessionmaker[Session],
+        threshold: float,
+        top_k: int,
+        oversample: int,
+    ) -> None:
         self.holder = holder
+        self.factory = factory
         self.threshold = threshold
         self.top_k = top_k
         self.oversample = oversample
 
     def search(
         self,
-        session: Session,
         queries: NDArray[np.float32],
         pack_id: str,
         k: int | None = None,
@@ -62,11 +69,14 @@ class GallerySearcher:
         wanted = {int(i) for i in ids.ravel() if i >= 0}
         owners: dict[int, tuple[int, str]] = {}
         if wanted:
-            rows = session.execute(
-                select(FaceTemplate.id, Subject.id, Subject.custody_reference)
-                .join(Subject, Subject.id == FaceTemplate.subject_id)
-                .where(FaceTemplate.id.in_(wanted))
-            ).all()
+            # A short session of its own, opened after the index search: the index may reconcile
+            # with the database first, and no caller's transaction is held across either.
+            with self.factory() as session:
+                rows = session.execute(
+                    select(FaceTemplate.id, Subject.id, Subject.custody_reference)
+                    .join(Subject, Subject.id == FaceTemplate.subject_id)
+                    .where(FaceTemplate.id.in_(wanted))
+                ).all()
             owners = {int(t): (int(s), str(ref)) for t, s, ref in rows}
         results: list[list[CandidateHit]] = []
         for row_scores, row_ids in zip(scores, ids, strict=True):

@@ -76,8 +76,7 @@ def analyse_and_search(
     hits: dict[int, list[CandidateHit]] = {}
     if to_search:
         queries = np.stack([faces[i].embedding for i in to_search])
-        with factory() as session:
-            found_all = searcher.search(session, queries, pipeline.pack_id, threshold=threshold)
+        found_all = searcher.search(queries, pipeline.pack_id, threshold=threshold)
         for i, found in zip(to_search, found_all, strict=True):
             hits[i] = found
     return [

@@ -28,8 +28,7 @@ def probe_matrix(pipeline: FacePipeline) -> np.ndarray:
 
 
 def top_lists(runtime: Runtime, queries: np.ndarray) -> list[list[tuple[str, float]]]:
-    with runtime.factory() as session:
-        found = runtime.searcher.search(session, queries, runtime.pipeline.pack_id)
+    found = runtime.searcher.search(queries, runtime.pipeline.pack_id)
     return [[(h.custody_reference, round(h.score, 5)) for h in hits] for hits in found]
 
 

@@ -202,8 +202,8 @@ def test_openapi_schema_is_complete(client: TestClient) -> None:
 def test_search_with_another_pack_is_refused(runtime: Runtime) -> None:
     import numpy as np
 
-    with runtime.factory() as session, pytest.raises(PackMismatch):
-        runtime.searcher.search(session, np.zeros((1, 128), np.float32), "buffalo_l")
+    with pytest.raises(PackMismatch):
+        runtime.searcher.search(np.zeros((1, 128), np.float32), "buffalo_l")
 
 
 def test_results_are_stored_once_per_face(runtime: Runtime) -> None:
