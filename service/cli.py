@@ -384,10 +384,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
     runtime = _runtime(args)
     stats = runtime.retention.purge(OPERATOR(), days=args.days)
     runtime.close()
-    _emit(stats) if args.json else sys.stdout.write(
-        f"purged {stats['images_deleted']} images and {stats['faces_deleted']} faces; kept {stats['images_kept']} "
-        f"images with a confirmed match; deleted {stats['files_deleted']} files\n"
-    )
+    if args.json:
+        _emit(stats)
+    else:
+        sys.stdout.write(
+            f"purged {stats['images_deleted']} images and {stats['faces_deleted']} faces; kept "
+            f"{stats['images_kept']} images with a confirmed match; deleted {stats['files_deleted']} files\n"
+        )
     return 0
 
 
