@@ -57,6 +57,25 @@ def _ramp(value: float, bad: float, good: float) -> float:
     return float(min(1.0, max(0.0, (value - bad) / (good - bad))))
 
 
+# Distance between the eyes in the 112x112 ArcFace template.
+TEMPLATE_INTER_EYE_PX = 35.24
+
+
+def native_sharpness(crop: NDArray[np.uint8], inter_eye_px: float) -> float:
+    """Variance of the Laplacian at the face's own resolution.
+
+    A small face is upsampled to fill the aligned crop, which smooths it; measured there, every
+    small face would read as blurred and "blurred" would only repeat "too small". So the crop is
+    first brought back to the size the face had in the still (never enlarged), and blur is
+    judged there.
+    """
+    scale = min(1.0, max(inter_eye_px, 1.0) / TEMPLATE_INTER_EYE_PX)
+    if scale < 1.0:
+        size = (max(8, round(crop.shape[1] * scale)), max(8, round(crop.shape[0] * scale)))
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(crop, cv2.CV_64F).var())
+
+
 class QualityAssessor:
     def __init__(self, settings: QualitySettings) -> None:
         self.settings = settings
@@ -65,7 +84,7 @@ class QualityAssessor:
         cfg = self.settings
         gray = cv2.cvtColor(aligned, cv2.COLOR_BGR2GRAY)
         centre = gray[24:104, 20:92]
-        sharpness = float(cv2.Laplacian(centre, cv2.CV_64F).var())
+        sharpness = native_sharpness(centre, face.inter_eye_px)
         brightness = float(centre.mean())
         yaw, pitch, roll = estimate_pose(face.landmarks)
         inter_eye = face.inter_eye_px

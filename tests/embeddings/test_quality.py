@@ -41,6 +41,18 @@ def test_small_face_is_poor_and_says_too_small(pipeline: FacePipeline) -> None:
     assert verdict.measures["inter_eye_px"] < 20
 
 
+def test_small_sharp_face_is_not_called_blurred(pipeline: FacePipeline) -> None:
+    # Upsampled into the 112x112 crop this face reads as blurred (Laplacian variance about 33);
+    # judged at its own resolution it is sharp: it is too small, not blurred.
+    tiny = lfw_rgb("Colin_Powell", 1).resize((70, 70), Image.Resampling.LANCZOS)
+    frame = Image.new("RGB", (400, 400), (128, 128, 128))
+    frame.paste(tiny, (150, 150))
+    verdict = quality_of(pipeline, frame)
+    assert "too_small" in verdict.reasons
+    assert "blurred" not in verdict.reasons
+    assert verdict.measures["sharpness"] > 100
+
+
 def test_dark_face_is_underexposed(pipeline: FacePipeline) -> None:
     dark = ImageEnhance.Brightness(lfw_rgb("Jennifer_Capriati", 1)).enhance(0.18)
     verdict = quality_of(pipeline, dark)
