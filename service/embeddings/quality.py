@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,7 +62,7 @@ def _ramp(value: float, bad: float, good: float) -> float:
 TEMPLATE_INTER_EYE_PX = 35.24
 
 
-def native_sharpness(crop: NDArray[np.uint8], inter_eye_px: float) -> float:
+def native_sharpness(crop: NDArray[Any], inter_eye_px: float) -> float:
     """Variance of the Laplacian at the face's own resolution.
 
     A small face is upsampled to fill the aligned crop, which smooths it; measured there, every
