@@ -20,7 +20,9 @@ from service.db.engine import make_engine, migrate, session_factory
 from service.db.image_store import ImageStore
 from service.domain.roles import Principal, Role
 from service.embeddings.pipeline import FacePipeline
+from service.index import configure_faiss_runtime
 from service.services.gallery import GalleryIndexHolder, GalleryService
+from service.services.linking import LinkingService
 from service.services.retention import RetentionService
 from service.services.review import ReviewService
 from service.services.search import GallerySearcher
@@ -46,6 +48,7 @@ class Runtime:
     users: UserService
     review: ReviewService
     retention: RetentionService
+    linking: LinkingService
 
     @classmethod
     def build(cls, settings: Settings, pipeline: FacePipeline | None = None) -> Runtime:
@@ -55,12 +58,14 @@ class Runtime:
         migrate(engine)
         factory = session_factory(engine)
         pipeline = pipeline or FacePipeline.from_settings(settings)
+        configure_faiss_runtime(dim=pipeline.manifest.embedding_dim)
         store = ImageStore(settings.images_dir)
         holder = GalleryIndexHolder(settings.index_dir, pipeline.pack_id, pipeline.manifest.embedding_dim, factory)
         holder.open()
         searcher = GallerySearcher(
             holder, factory, pipeline.manifest.operating_threshold, settings.search.top_k, settings.search.oversample
         )
+        linking = LinkingService.from_settings(settings, factory, pipeline.manifest)
         return cls(
             settings=settings,
             engine=engine,
@@ -68,13 +73,14 @@ class Runtime:
             pipeline=pipeline,
             store=store,
             holder=holder,
-            gallery=GalleryService(factory, pipeline, store, holder),
+            gallery=GalleryService(factory, pipeline, store, holder, on_enrolled=linking.cold_case),
             searcher=searcher,
             submissions=SubmissionService(factory, pipeline, store, settings.images.max_bytes),
-            worker=JobWorker(factory, pipeline, searcher, store, settings.worker),
+            worker=JobWorker(factory, pipeline, searcher, store, settings.worker, linker=linking),
             users=UserService(factory, settings.auth.session_hours),
-            review=ReviewService(factory),
-            retention=RetentionService(factory, store, settings.retention.days),
+            review=ReviewService(factory, on_decided=linking.after_review),
+            retention=RetentionService(factory, store, settings.retention.days, linking=linking),
+            linking=linking,
         )
 
     def close(self) -> None:
@@ -110,6 +116,7 @@ class PeriodicPurge:
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     from service.api.errors import install_error_handlers
+    from service.api.linking import router as linking_router
     from service.api.people import router as people_router
     from service.api.review import router as review_router
     from service.api.routes import router
@@ -148,5 +155,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(router)
     app.include_router(people_router)
     app.include_router(review_router)
+    app.include_router(linking_router)
     install_web(app)
     return app

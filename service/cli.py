@@ -74,7 +74,7 @@ def _image_files(folder: Path) -> list[Path]:
 def _progress(total: int, desc: str, quiet: bool = False) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet or None, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
 def _runtime(args: argparse.Namespace) -> Any:
@@ -443,6 +443,210 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+def _linking_context(args: argparse.Namespace) -> tuple[Any, Any, Principal]:
+    """The linking service on the data directory (no model loaded), the engine, and who is acting:
+    the user of ``--token`` (or env RFR_TOKEN) when given, else the machine's operator."""
+    from service.db.engine import make_engine, migrate, session_factory
+    from service.embeddings.packs import load_manifest
+    from service.services.linking import LinkingService
+    from service.services.users import UserService
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    factory = session_factory(engine)
+    linking = LinkingService.from_settings(settings, factory, load_manifest(settings.models_dir, settings.pack))
+    token = getattr(args, "token", None) or os.environ.get("RFR_TOKEN", "")
+    actor = UserService(factory, settings.auth.session_hours).authenticate(token, via="cli-token") if token else None
+    return linking, engine, actor or OPERATOR()
+
+
+def _when(value: str | None) -> Any:
+    from datetime import UTC, datetime
+
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise SystemExit(f"not an ISO 8601 date or date-time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _emit_list(rows: list[dict[str, Any]]) -> None:
+    sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_unknowns(args: argparse.Namespace) -> int:
+    """List unknown groups (``--json``: the scripts' contract), or decide on one (as ``--token``'s user)."""
+    from service.domain.roles import Permission
+    from service.errors import Forbidden
+
+    linking, engine, actor = _linking_context(args)
+    try:
+        command = args.unknowns_command
+        if command is None or command == "show":
+            if actor.via != "cli-operator" and not actor.can(Permission.READ_PROLIFIC):
+                raise Forbidden(f"role {actor.role} may not read unknown groups")
+            if command == "show":
+                _emit(linking.group(actor, args.group))
+                return 0
+            groups = linking.list_groups(
+                actor,
+                status=args.status,
+                min_faces=1 if args.all else args.min_faces,
+                limit=args.limit,
+            )
+            if args.json:
+                _emit_list(groups)
+                return 0
+            sys.stdout.write("unknown groups: faces with no gallery match, linked across submissions\n")
+            for group in groups:
+                sys.stdout.write(
+                    f"group {group['group']} [{group['status']}]  {group['size']} faces, "
+                    f"{group['incidents']} incidents, {group['retailers']} retailers, {group['stores']} stores\n"
+                )
+                for face in group["faces"]:
+                    sys.stdout.write(
+                        f"  {face['score']:.3f}  submission {face['submission']}  {face['file']}  "
+                        f"{face['retailer']} / {face['store']}  {face['incident_reference']}  {face['seen_at'] or ''}\n"
+                    )
+            return 0
+        if actor.via == "cli-operator":
+            raise SystemExit("rfr unknowns: decisions are personal: give --token (or RFR_TOKEN) of the deciding user")
+        if command == "confirm":
+            result = linking.confirm(actor, args.group, args.note, args.expected_version)
+        elif command == "split":
+            faces = [int(f) for f in args.faces.split(",") if f.strip()]
+            result = linking.split(actor, args.group, faces, args.note, args.expected_version)
+        else:
+            result = linking.merge(actor, args.groups, args.note)
+        _emit(result)
+        return 0
+    finally:
+        engine.dispose()
+
+
+def cmd_prolific(args: argparse.Namespace) -> int:
+    """Subjects and unknown groups ranked by distinct incidents in a period and area, with appearances."""
+    from service.domain.roles import Permission
+    from service.errors import Forbidden
+
+    linking, engine, actor = _linking_context(args)
+    try:
+        if actor.via != "cli-operator" and not actor.can(Permission.READ_PROLIFIC):
+            raise Forbidden(f"role {actor.role} may not read the prolific-offender view")
+        entries = linking.prolific(
+            actor,
+            since=_when(args.since),
+            until=_when(args.until),
+            retailers=args.retailer or [],
+            stores=args.store or [],
+            top=args.top,
+            kind=args.kind,
+            min_incidents=args.min_incidents,
+        )
+    finally:
+        engine.dispose()
+    if args.json:
+        _emit_list(entries)
+        return 0
+    sys.stdout.write("most prolific: confirmed matches are investigative leads, unknown groups are unidentified\n")
+    for entry in entries:
+        who = entry["custody_reference"] if entry["kind"] == "subject" else f"unknown group {entry['group']}"
+        sys.stdout.write(
+            f"{entry['rank']:>3}. {who}: {entry['incidents']} incidents, {entry['retailers']} retailers, "
+            f"{entry['stores']} stores, {len(entry['appearances'])} appearances "
+            f"({(entry['first_seen'] or '')[:10]} .. {(entry['last_seen'] or '')[:10]})\n"
+        )
+        for a in entry["appearances"]:
+            sys.stdout.write(
+                f"       {(a['seen_at'] or '')[:16]}  {a['retailer']} / {a['store']}  {a['incident_reference']}  "
+                f"submission {a['submission']} {a['file']}\n"
+            )
+    return 0
+
+
+def cmd_appearances(args: argparse.Namespace) -> int:
+    """A gallery subject's history: every confirmed match with retailer, store, incident and time."""
+    from service.domain.roles import Permission
+    from service.errors import Forbidden
+
+    linking, engine, actor = _linking_context(args)
+    try:
+        if actor.via != "cli-operator" and not actor.can(Permission.READ_PROLIFIC):
+            raise Forbidden(f"role {actor.role} may not read appearances")
+        history = linking.subject_appearances(actor, args.subject)
+    finally:
+        engine.dispose()
+    if args.json:
+        _emit(history)
+        return 0
+    sys.stdout.write(
+        f"subject {history['subject']} ({history['custody_reference']}): {history['incidents']} incidents, "
+        f"{history['retailers']} retailers, {history['stores']} stores; {history['notice']}\n"
+    )
+    for a in history["appearances"]:
+        sys.stdout.write(
+            f"  {(a['seen_at'] or '')[:16]}  {a['retailer']} / {a['store']}  {a['incident_reference']}  "
+            f"submission {a['submission']} {a['file']}  score {a['score']:.3f}\n"
+        )
+    return 0
+
+
+def add_linking_commands(sub: Any) -> None:
+    """``rfr unknowns``, ``rfr prolific`` and ``rfr appearances`` (issue 7)."""
+    unknowns = sub.add_parser(
+        "unknowns", help="unknown repeat offenders: faces without a gallery match linked across submissions"
+    )
+    unknowns.add_argument(
+        "--json", action="store_true", help='a JSON list: {"group", "faces": [{"submission", "file", "score"}]}'
+    )
+    unknowns.add_argument("--status", choices=["open", "confirmed"])
+    unknowns.add_argument("--min-faces", type=int, default=2, help="smallest group listed (default 2)")
+    unknowns.add_argument("--all", action="store_true", help="list singletons too")
+    unknowns.add_argument("--limit", type=int, default=1000)
+    unknowns.add_argument("--token", help="act as this user (or env RFR_TOKEN); default: the operator")
+    unknowns.set_defaults(func=cmd_unknowns, unknowns_command=None)
+    decisions = unknowns.add_subparsers(dest="unknowns_command")
+    show = decisions.add_parser("show", help="one group with every appearance and decision (JSON)")
+    show.add_argument("group", type=int)
+    confirm = decisions.add_parser("confirm", help="confirm a group's faces show one person")
+    confirm.add_argument("group", type=int)
+    split = decisions.add_parser("split", help="move faces out of a group into a new one")
+    split.add_argument("group", type=int)
+    split.add_argument("--faces", required=True, help="comma-separated probe face ids")
+    merge = decisions.add_parser("merge", help="merge groups into the first one named")
+    merge.add_argument("groups", type=int, nargs="+")
+    for cmd in (confirm, split, merge):
+        cmd.add_argument("--note", default="")
+        if cmd is not merge:
+            cmd.add_argument("--expected-version", type=int)
+    for cmd in (show, confirm, split, merge):
+        cmd.add_argument("--token", default=argparse.SUPPRESS, help="the deciding user's token (or env RFR_TOKEN)")
+        cmd.set_defaults(func=cmd_unknowns)
+
+    prolific = sub.add_parser("prolific", help="subjects and unknown groups ranked by distinct incidents")
+    prolific.add_argument("--json", action="store_true")
+    prolific.add_argument("--since", help="ISO 8601 date or date-time (capture time, else submission time)")
+    prolific.add_argument("--until", help="ISO 8601 date or date-time (exclusive)")
+    prolific.add_argument("--top", type=int, default=10)
+    prolific.add_argument("--retailer", action="append", help="only this retailer (repeatable)")
+    prolific.add_argument("--store", action="append", help="only this store (repeatable): the area")
+    prolific.add_argument("--kind", choices=["all", "known", "unknown"], default="all")
+    prolific.add_argument("--min-incidents", type=int, default=1)
+    prolific.add_argument("--token", help="act as this user (or env RFR_TOKEN); default: the operator")
+    prolific.set_defaults(func=cmd_prolific)
+
+    appearances = sub.add_parser("appearances", help="a gallery subject's confirmed appearances (its history)")
+    appearances.add_argument("subject", type=int, help="subject id")
+    appearances.add_argument("--json", action="store_true")
+    appearances.add_argument("--token", help="act as this user (or env RFR_TOKEN); default: the operator")
+    appearances.set_defaults(func=cmd_appearances)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rfr", description="Retrospective face search for retail crime.")
     parser.add_argument("--data-dir", help="data directory (env RFR_DATA_DIR; default ~/.local/share/rfr)")
@@ -561,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in (queue, decide):
         cmd.add_argument("--token", help="the deciding user's token (or env RFR_TOKEN)")
         cmd.set_defaults(func=cmd_review)
+    add_linking_commands(sub)
     return parser
 
 

@@ -80,6 +80,17 @@ class AuthSettings(BaseModel):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
 
 
+class LinkingSettings(BaseModel):
+    """Linking unknown faces across submissions (service.domain.linking). Calibrated for yunet_sface
+    with benchmarks/linking.py (LFW: pairwise precision 0.9998, recall 0.97); re-run it for another pack."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.55, ge=-1.0, le=1.0, description="average cosine to a group's members")
+    nearest: float = Field(default=0.55, ge=-1.0, le=1.0, description="cosine to the most similar member")
+    margin: float = Field(default=0.05, ge=0.0, le=2.0, description="lead over a second qualifying group")
+    merge_threshold: float = Field(default=0.65, ge=-1.0, le=2.0, description="automatic merge of two groups")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RFR_", env_nested_delimiter="__", extra="ignore")
 
@@ -96,6 +107,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    linking: LinkingSettings = Field(default_factory=LinkingSettings)
     host: str = "127.0.0.1"
     port: int = 8700
 

@@ -278,3 +278,76 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LinkingState(Base):
+    """One row per model pack; its ``version`` is replaced by a random stamp on every change to
+    unknown groups, so every process can tell when its in-memory index of unknown faces is stale."""
+
+    __tablename__ = "linking_state"
+    pack_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UnknownGroup(Base):
+    """Faces of one unknown person (no gallery match) linked across submissions, retailers and time.
+
+    A group of one face is a singleton (not shown as a group). ``decided_by`` names the last reviewer
+    who confirmed, split or merged it: automatic linking never merges a reviewed group.
+    """
+
+    __tablename__ = "unknown_groups"
+    # Never reuse the id of a deleted group (SQLite would): decisions and audit events name it.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open | confirmed
+    size: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    representative_face_id: Mapped[int | None] = mapped_column(
+        ForeignKey("probe_faces.id", ondelete="SET NULL"), nullable=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    confirmed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    members: Mapped[list[GroupMember]] = relationship(
+        back_populates="group", cascade="all, delete-orphan", passive_deletes=True, order_by="GroupMember.id"
+    )
+
+
+class GroupMember(Base):
+    """One unknown probe face in its group, with how it got there and how sure that link was."""
+
+    __tablename__ = "group_members"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids never reused: in-memory indexes compare them
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("unknown_groups.id", ondelete="CASCADE"), index=True)
+    probe_face_id: Mapped[int] = mapped_column(ForeignKey("probe_faces.id", ondelete="CASCADE"), unique=True)
+    # Average cosine to the group's members when the face joined (None: it started the group, or a
+    # reviewer put it there); the member it resembled most, and that score.
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    nearest_face_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    nearest_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    linked_by: Mapped[str] = mapped_column(String(128), default="auto")  # auto | a reviewer's username
+    reason: Mapped[str] = mapped_column(String(32), default="unmatched")  # unmatched | no_match | split | merge
+    linked_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    group: Mapped[UnknownGroup] = relationship(back_populates="members")
+
+
+class GroupDecision(Base):
+    """Every reviewer decision on unknown groups (confirm, split, merge) and every identification of a member."""
+
+    __tablename__ = "group_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(Integer, index=True)  # no FK: the history outlives the group
+    action: Mapped[str] = mapped_column(String(16))  # confirm | split | merge | identified
+    other_group_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    face_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

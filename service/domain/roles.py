@@ -28,14 +28,26 @@ class Permission(StrEnum):
     MANAGE_GALLERY = "manage_gallery"
     READ_GALLERY = "read_gallery"
     PURGE = "purge"
+    # The prolific-offender picture: appearances of confirmed subjects and of unknown groups across
+    # every submission (provenance and scores, not images). Analysts need it to find repeat offenders.
+    READ_PROLIFIC = "read_prolific"
 
 
 P = Permission
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ANALYST: frozenset({P.SUBMIT, P.READ_OWN_SUBMISSIONS, P.SEARCH}),
-    Role.REVIEWER: frozenset({P.READ_ALL_SUBMISSIONS, P.REVIEW, P.READ_GALLERY, P.DISCLOSE}),
+    Role.ANALYST: frozenset({P.SUBMIT, P.READ_OWN_SUBMISSIONS, P.SEARCH, P.READ_PROLIFIC}),
+    Role.REVIEWER: frozenset({P.READ_ALL_SUBMISSIONS, P.REVIEW, P.READ_GALLERY, P.DISCLOSE, P.READ_PROLIFIC}),
     Role.CONFIRMER: frozenset(
-        {P.READ_ALL_SUBMISSIONS, P.REVIEW, P.CONFIRM, P.OVERRIDE_THRESHOLD, P.SEARCH, P.READ_GALLERY, P.DISCLOSE}
+        {
+            P.READ_ALL_SUBMISSIONS,
+            P.REVIEW,
+            P.CONFIRM,
+            P.OVERRIDE_THRESHOLD,
+            P.SEARCH,
+            P.READ_GALLERY,
+            P.DISCLOSE,
+            P.READ_PROLIFIC,
+        }
     ),
     Role.AUDITOR: frozenset({P.READ_AUDIT}),
     Role.ADMIN: frozenset({P.MANAGE_USERS, P.MANAGE_GALLERY, P.READ_GALLERY, P.PURGE}),

@@ -201,6 +201,9 @@ def bump_version(session: Session, pack_id: str) -> int:
     return int(state.version)
 
 
+EnrolledHook = Callable[[Principal, int, int, str, NDArray[np.float32]], object]
+
+
 class GalleryService:
     def __init__(
         self,
@@ -208,11 +211,14 @@ class GalleryService:
         pipeline: FacePipeline,
         store: ImageStore,
         holder: GalleryIndexHolder,
+        on_enrolled: EnrolledHook | None = None,
     ) -> None:
         self.factory = factory
         self.pipeline = pipeline
         self.store = store
         self.holder = holder
+        # Called after each enrolment: cold-case re-search of unknown faces against the new template.
+        self.on_enrolled = on_enrolled
 
     def enrol(
         self,
@@ -297,6 +303,8 @@ class GalleryService:
         self.holder.applied(
             version, add=(np.array([template_id], np.int64), choice.embedding[None, :]), save=save_index
         )
+        if self.on_enrolled is not None:
+            self.on_enrolled(actor, subject_id, template_id, choice.pack_id, choice.embedding)
         return EnrolOutcome("enrolled", reference, file_name, subject_id=subject_id, template_id=template_id)
 
     def delete_subject(self, actor: Principal, subject_id: int, reason: str = "") -> dict[str, int]:

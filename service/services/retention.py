@@ -10,7 +10,7 @@ no image and no embedding.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,16 +20,22 @@ from service.db.models import CustodyImage, ProbeFace, ProbeImage, Submission
 from service.domain.roles import Principal
 from service.services import audit
 
+if TYPE_CHECKING:
+    from service.services.linking import LinkingService
+
 
 def _confirmed(face: ProbeFace) -> bool:
     return face.review_state == "confirmed" and face.review_outcome == "possible_match"
 
 
 class RetentionService:
-    def __init__(self, factory: sessionmaker[Session], store: ImageStore, days: float) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], store: ImageStore, days: float, linking: LinkingService | None = None
+    ) -> None:
         self.factory = factory
         self.store = store
         self.days = days
+        self.linking = linking  # purged faces leave their unknown groups; empty groups go
 
     def purge(self, actor: Principal, *, now: datetime | None = None, days: float | None = None) -> dict[str, Any]:
         keep_days = self.days if days is None else days
@@ -37,6 +43,8 @@ class RetentionService:
         stats = {"submissions": 0, "images_deleted": 0, "faces_deleted": 0, "images_kept": 0, "files_deleted": 0}
         digests: list[str] = []
         with self.factory() as session, session.begin():
+            if self.linking is not None:
+                self.linking.purge_begin(session)
             old = list(session.scalars(select(Submission).where(Submission.created_at < cutoff)))
             for submission in old:
                 touched = False
@@ -59,6 +67,8 @@ class RetentionService:
                     touched = True
                 stats["submissions"] += int(touched)
             session.flush()
+            if self.linking is not None:
+                stats |= self.linking.purge_end(session)
             audit.append(
                 session, actor, "purge", "retention", "", cutoff=cutoff.isoformat(), retention_days=keep_days, **stats
             )

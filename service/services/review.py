@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -14,10 +15,14 @@ from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
 
+# Called in the decision's transaction: (session, actor, face id, new state, outcome).
+DecidedHook = Callable[[Session, Principal, int, str, str | None], None]
+
 
 class ReviewService:
-    def __init__(self, factory: sessionmaker[Session]) -> None:
+    def __init__(self, factory: sessionmaker[Session], on_decided: DecidedHook | None = None) -> None:
         self.factory = factory
+        self.on_decided = on_decided  # unknown groups: a confirmed no-match joins, a confirmed match leaves
 
     def decide(
         self,
@@ -82,6 +87,8 @@ class ReviewService:
             )
             session.add(decision)
             session.flush()
+            if self.on_decided is not None:  # before the audit append: the linking lock precedes the chain's
+                self.on_decided(session, actor, face_id, target.value, decision.outcome)
             audit.append(
                 session,
                 actor,

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,7 +28,10 @@ from service.errors import ServiceError
 from service.services import audit
 from service.services.gallery import embedding_to_bytes
 from service.services.search import GallerySearcher
-from service.services.submissions import analyse_and_search
+from service.services.submissions import FaceOutcome, analyse_and_search
+
+if TYPE_CHECKING:
+    from service.services.linking import LinkingService
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +58,9 @@ class JobWorker:
         searcher: GallerySearcher,
         store: ImageStore,
         settings: WorkerSettings,
+        linker: LinkingService | None = None,
     ) -> None:
+        self.linker = linker  # links the unmatched faces of each processed image (unknown groups)
         self.factory = factory
         self.pipeline = pipeline
         self.searcher = searcher
@@ -147,6 +153,7 @@ class JobWorker:
         with self.factory() as session, session.begin():
             if not self._still_mine(session, job_id):
                 return "lost_lease"
+            stored: list[tuple[int, FaceOutcome]] = []
             for index, outcome in enumerate(outcomes):
                 record = outcome.record
                 face = ProbeFace(
@@ -166,6 +173,7 @@ class JobWorker:
                 )
                 session.add(face)
                 session.flush()
+                stored.append((int(face.id), outcome))
                 for hit in outcome.candidates:
                     session.add(
                         Candidate(
@@ -180,6 +188,8 @@ class JobWorker:
             session.execute(
                 update(ProbeImage).where(ProbeImage.id == image_id).values(status="done", processed_at=_now())
             )
+            if self.linker is not None:
+                self.linker.link_new_faces(session, image_id, stored)
             searched = [o for o in outcomes if o.searched]
             if searched:
                 audit.append(

@@ -288,6 +288,13 @@ def endpoint_table() -> list[tuple[str, str, dict, set[str]]]:  # type: ignore[t
         ("POST", "/users/{username}/reset", {"json": {"password": "weak"}}, {D}),
         ("POST", "/users/{username}/tokens", {}, {D}),
         ("GET", "/auth/me", {}, {A, R, C, U, D}),
+        ("GET", "/unknowns", {}, READERS),
+        ("GET", "/unknowns/{group_id}", {}, READERS),
+        ("POST", "/unknowns/{group_id}/confirm", {"json": {}}, {R, C}),
+        ("POST", "/unknowns/{group_id}/split", {"json": {"face_ids": [1]}}, {R, C}),
+        ("POST", "/unknowns/merge", {"json": {"group_ids": [999998, 999999]}}, {R, C}),
+        ("GET", "/subjects/{subject_id}/appearances", {}, READERS),
+        ("GET", "/prolific", {}, READERS),
         ("POST", "/auth/logout", {}, set()),  # checked separately: it ends the caller's own session
     ]
 
@@ -307,6 +314,7 @@ def test_every_role_is_refused_what_it_may_not_do(client: TestClient, runtime: R
         "image_id": int(image_id or 0),
         "subject_id": 999999,
         "username": "nobody-here",
+        "group_id": 999999,
     }
     table = endpoint_table()
     schema = client.get("/openapi.json").json()
