@@ -31,7 +31,7 @@ from service.domain.roles import Principal
 from service.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 from service.services import audit
 from service.services.gallery import SubjectProvenance
-from service.services.submissions import ProbeProvenance, Upload, analyse_and_search
+from service.services.submissions import ProbeProvenance, Upload, analyse_and_search, audit_search
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "not signed in"},
@@ -302,7 +302,6 @@ def search_still(
             raise InvalidRequest("a threshold override needs a reason")
     image = rt.pipeline.decode(data)
     outcomes = analyse_and_search(rt.pipeline, rt.searcher, rt.factory, image, search_poor_faces, used)
-    searched = [o for o in outcomes if o.searched]
     with rt.factory() as session, session.begin():
         digest = sha256_bytes(data)
         if used != pack_threshold:
@@ -317,21 +316,16 @@ def search_still(
                 threshold=used,
                 reason=override_reason.strip(),
             )
-        audit.append(
+        audit_search(
             session,
             actor,
-            "search",
-            "probe_image",
             digest,
+            outcomes,
             case_reference=case_reference,
             purpose=purpose,
             probe_sha256=digest,
             pack=rt.pipeline.pack_id,
             threshold=used,
-            faces_searched=len(searched),
-            poor_face_override=any(o.override for o in searched),
-            candidates_returned=sum(len(o.candidates) for o in searched),
-            candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
         )
     return {
         "pack_id": rt.pipeline.pack_id,

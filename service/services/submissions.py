@@ -90,6 +90,40 @@ def analyse_and_search(
     ]
 
 
+def audit_search(
+    session: Session,
+    actor: Principal,
+    object_id: object,
+    outcomes: list[FaceOutcome],
+    *,
+    case_reference: str,
+    purpose: str,
+    probe_sha256: str,
+    pack: str,
+    threshold: float,
+    **extra: Any,
+) -> None:
+    """Record a search as R1 asks: who, role, purpose, case, probe hash, pack, threshold, candidates."""
+    searched = [o for o in outcomes if o.searched]
+    audit.append(
+        session,
+        actor,
+        "search",
+        "probe_image",
+        object_id,
+        **extra,
+        case_reference=case_reference,
+        purpose=purpose,
+        probe_sha256=probe_sha256,
+        pack=pack,
+        threshold=threshold,
+        faces_searched=len(searched),
+        poor_face_override=any(o.override for o in searched),
+        candidates_returned=sum(len(o.candidates) for o in searched),
+        candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
+    )
+
+
 class SubmissionService:
     def __init__(
         self, factory: sessionmaker[Session], pipeline: FacePipeline, store: ImageStore, max_bytes: int

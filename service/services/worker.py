@@ -25,10 +25,9 @@ from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
 from service.domain.roles import Principal, Role
 from service.embeddings.pipeline import FacePipeline
 from service.errors import ServiceError
-from service.services import audit
 from service.services.gallery import embedding_to_bytes
 from service.services.search import GallerySearcher
-from service.services.submissions import FaceOutcome, analyse_and_search
+from service.services.submissions import FaceOutcome, analyse_and_search, audit_search
 
 if TYPE_CHECKING:
     from service.services.linking import LinkingService
@@ -190,24 +189,18 @@ class JobWorker:
             )
             if self.linker is not None:
                 self.linker.link_new_faces(session, image_id, stored)
-            searched = [o for o in outcomes if o.searched]
-            if searched:
-                audit.append(
+            if any(o.searched for o in outcomes):
+                audit_search(
                     session,
                     submitter,
-                    "search",
-                    "probe_image",
                     image_id,
+                    outcomes,
                     submission_id=submission_id,
                     case_reference=case_reference,
                     purpose=purpose,
                     probe_sha256=digest,
                     pack=self.pipeline.pack_id,
                     threshold=threshold,
-                    faces_searched=len(searched),
-                    poor_face_override=any(o.override for o in searched),
-                    candidates_returned=sum(len(o.candidates) for o in searched),
-                    candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
                 )
             session.execute(update(Job).where(Job.id == job_id).values(status="done", lease_until=None))
         return "done"
