@@ -45,8 +45,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.common import default_out, peak_rss_mib, stamp, write_json
+from service.durable_files import sha256_file
 from service.index import FaissGalleryIndex, configure_faiss_runtime
-from service.index.persistence import INDEX_FILE, sha256_file
+from service.index.persistence import INDEX_FILE
 
 PACK = "synthetic"
 BUILD_CHUNK = 100_000

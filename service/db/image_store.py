@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
+
+from service.durable_files import write_atomically
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -25,17 +25,7 @@ class ImageStore:
         target = self.path_for(digest)
         if target.is_file() and target.stat().st_size == len(data):
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(target, lambda tmp: tmp.write_bytes(data))
         return digest
 
     def get(self, digest: str) -> bytes:

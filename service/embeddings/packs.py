@@ -7,13 +7,13 @@ checked against the manifest's sha256 before a runtime ever sees it: nothing is 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from service.durable_files import sha256_file
 from service.errors import ConfigurationError, ModelUnavailable
 
 
@@ -99,14 +99,6 @@ def load_manifest(models_dir: Path, pack_id: str) -> PackManifest:
     return manifest
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def locate(model: ModelFile, models_dir: Path) -> Path:
     """The path of a pack's file, without checking its content."""
     if model.package is not None:
@@ -127,7 +119,7 @@ def resolve_verified(model: ModelFile, models_dir: Path) -> Path:
     path = locate(model, models_dir)
     if not path.is_file():
         raise ModelUnavailable(f"model file {model.file} is missing at {path}; expected sha256 {model.sha256}")
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != model.sha256:
         raise ModelUnavailable(
             f"model file {model.file} at {path} is truncated or altered: sha256 {actual}, "

@@ -22,6 +22,7 @@ import faiss
 import numpy as np
 from numpy.typing import ArrayLike
 
+from service.durable_files import sha256_file, write_atomically
 from service.errors import ConfigurationError, Conflict, IndexUnavailable, InvalidRequest
 from service.index.gallery_index import (
     PAD_ID,
@@ -40,9 +41,7 @@ from service.index.persistence import (
     METRIC,
     IndexManifest,
     read_manifest,
-    sha256_file,
     verify_index_file,
-    write_atomically,
 )
 
 # Defaults chosen from benchmarks/index_scale.py on the 2-core target (see the README):

@@ -10,15 +10,12 @@ file's size and sha256: a crash between the two leaves a manifest that no longer
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from service.durable_files import sha256_file
 from service.errors import IndexUnavailable
 
 INDEX_FILE = "index.faiss"
@@ -88,43 +85,6 @@ def _field(raw: dict[str, Any], name: str, kind: type[_T], where: Path) -> _T:
     return value
 
 
-def fsync_directory(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, produce: Callable[[Path], None]) -> None:
-    """Create ``path`` via ``produce(temporary_path)`` so that readers see the old file or the whole new one.
-
-    ``produce`` writes the complete content to the temporary path it is given (same directory,
-    so the final ``os.replace`` is atomic); it is then fsynced, renamed over ``path``, and the
-    directory fsynced so the rename survives a power cut.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        produce(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
-
-
 def remove_stale_temporaries(directory: Path) -> int:
     """Delete temporary files a crashed save left behind; returns how many."""
     removed = 0
@@ -133,14 +93,6 @@ def remove_stale_temporaries(directory: Path) -> int:
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(directory: Path) -> IndexManifest:

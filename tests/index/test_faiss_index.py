@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import ArrayLike, NDArray
 
+from service import durable_files
 from service.errors import Conflict, IndexUnavailable, InvalidRequest, PackMismatch
 from service.index import (
     INDEX_FILE,
@@ -21,7 +22,6 @@ from service.index import (
     GalleryIndex,
     configure_faiss_runtime,
     open_or_rebuild,
-    persistence,
 )
 
 PACK = "yunet_sface"
@@ -318,7 +318,7 @@ def test_save_load_round_trip_gives_identical_results(
     on_disk = json.loads((tmp_path / MANIFEST_FILE).read_text())
     assert on_disk["pack_id"] == PACK and on_disk["dim"] == DIM
     assert on_disk["count"] == N - 3 and on_disk["max_id"] == int(ids.max())
-    assert on_disk["sha256"] == persistence.sha256_file(tmp_path / INDEX_FILE) == manifest.sha256
+    assert on_disk["sha256"] == durable_files.sha256_file(tmp_path / INDEX_FILE) == manifest.sha256
     assert on_disk["format_version"] == 1 and on_disk["saved_at"]
 
     loaded = FaissGalleryIndex.load(tmp_path, PACK, DIM)
@@ -500,7 +500,7 @@ def test_a_crash_between_index_file_and_manifest_is_detected(
     index = build(ids[:100], vectors[:100], tmp_path)
     index.save()
     index.add(ids[100:110], vectors[100:110])
-    real_write = persistence.write_atomically
+    real_write = durable_files.write_atomically
 
     def crash_on_manifest(path: Path, produce: object) -> None:
         if path.name == MANIFEST_FILE:
