@@ -27,7 +27,9 @@ def default_cache_dir() -> Path:
 
 class RuntimeSettings(BaseModel):
     providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
-    intra_op_threads: int = Field(default=2, ge=1, le=64)
+    # One thread per session measured faster end to end on this 2-core machine (and far steadier
+    # when the other core is busy): benchmarks/results/throughput_intra1.json.
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
     inter_op_threads: int = Field(default=1, ge=1, le=64)
     embed_batch_size: int = Field(default=32, ge=1, le=512)
 

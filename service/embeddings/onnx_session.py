@@ -7,6 +7,9 @@ under the cache directory, keyed by the source file's sha256 and the rewrite's o
   (the SFace file lists such stale inputs and onnxruntime warns or refuses);
 * constant ``DequantizeLinear`` nodes (block-quantised weights) are evaluated once and
   replaced by float32 initializers, so they are not dequantised on every run;
+* ``PRelu`` nodes with a constant slope are rewritten as ``x + (slope - 1) * min(x, 0)``
+  (the same values; onnxruntime's CPU PRelu broadcasts a (C, 1, 1) slope slowly: about half
+  of SFace's run time, against a sixth for Min/Mul/Add);
 * optionally the batch dimension is made dynamic so many faces run in one call.
 """
 
@@ -35,9 +38,11 @@ _PREPARE_VERSION = 1
 class PrepareOptions:
     fold_dequantize: bool = True
     dynamic_batch: bool = False
+    rewrite_prelu: bool = True
 
     def tag(self) -> str:
-        return f"v{_PREPARE_VERSION}-fold{int(self.fold_dequantize)}-dyn{int(self.dynamic_batch)}"
+        tag = f"v{_PREPARE_VERSION}-fold{int(self.fold_dequantize)}-dyn{int(self.dynamic_batch)}"
+        return tag + ("-prelu" if self.rewrite_prelu else "")
 
 
 def strip_stale_inputs(model: onnx.ModelProto) -> int:
@@ -107,6 +112,49 @@ def fold_constant_dequantize(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
+def rewrite_constant_prelu(model: onnx.ModelProto) -> int:
+    """Replace ``PRelu(x, slope)`` with an initializer slope by ``x + (slope - 1) * min(x, 0)``.
+
+    Exact up to float rounding (for x >= 0 both give x; for x < 0 both give slope * x), and the
+    slope broadcasts against x the same way. Returns the number of nodes rewritten.
+    """
+    slopes = {init.name: init for init in model.graph.initializer}
+    zero_name = "prepare__prelu_zero"
+    nodes: list[onnx.NodeProto] = []
+    added: list[onnx.TensorProto] = []
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type != "PRelu" or len(node.input) != 2 or node.input[1] not in slopes:
+            nodes.append(node)
+            continue
+        x, slope_name = node.input
+        y = node.output[0]
+        slope = numpy_helper.to_array(slopes[slope_name]).astype(np.float32)
+        added.append(numpy_helper.from_array(slope - 1.0, f"{y}__prelu_slope_m1"))
+        nodes.extend(
+            [
+                onnx.helper.make_node("Min", [x, zero_name], [f"{y}__prelu_neg"], name=f"{node.name}__min"),
+                onnx.helper.make_node(
+                    "Mul", [f"{y}__prelu_neg", f"{y}__prelu_slope_m1"], [f"{y}__prelu_scaled"], name=f"{node.name}__mul"
+                ),
+                onnx.helper.make_node("Add", [x, f"{y}__prelu_scaled"], [y], name=f"{node.name}__add"),
+            ]
+        )
+        rewritten += 1
+    if not rewritten:
+        return 0
+    added.append(numpy_helper.from_array(np.zeros((), dtype=np.float32), zero_name))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend(added)
+    # Drop slopes nothing reads any more.
+    consumed = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
+    keep = [i for i in model.graph.initializer if i.name in consumed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    return rewritten
+
+
 def make_batch_dynamic(model: onnx.ModelProto) -> None:
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -127,6 +175,7 @@ def prepare_model(source: Path, sha256: str, cache_dir: Path, options: PrepareOp
         raise ModelUnavailable(f"model file {source.name} could not be parsed: {exc}") from exc
     stale = strip_stale_inputs(model)
     folded = fold_constant_dequantize(model) if options.fold_dequantize else 0
+    prelu = rewrite_constant_prelu(model) if options.rewrite_prelu else 0
     if options.dynamic_batch:
         make_batch_dynamic(model)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +189,7 @@ def prepare_model(source: Path, sha256: str, cache_dir: Path, options: PrepareOp
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    log.info("prepared model", extra={"model": source.name, "stale_inputs": stale, "folded": folded})
+    log.info("prepared model", extra={"model": source.name, "stale_inputs": stale, "folded": folded, "prelu": prelu})
     return target
 
 

@@ -100,6 +100,24 @@ def test_folded_recognizer_matches_the_original_graph(tmp_path: Path) -> None:
     assert len(cached) == 2 and all(name.startswith(manifest.recognizer.sha256[:16]) for name in cached)
 
 
+def test_prelu_rewrite_removes_prelu_and_keeps_the_outputs(tmp_path: Path) -> None:
+    import onnx
+
+    manifest = load_manifest(default_models_dir(), "yunet_sface")
+    source = resolve_verified(manifest.recognizer, default_models_dir())
+    blob = np.random.default_rng(11).uniform(0, 255, (2, 3, 112, 112)).astype(np.float32)
+    outputs = []
+    for rewrite in (False, True):
+        path = prepare_model(source, manifest.recognizer.sha256, tmp_path, PrepareOptions(True, True, rewrite))
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert ("PRelu" in ops) is not rewrite
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: blob})[0])
+    assert np.abs(outputs[0] - outputs[1]).max() < 1e-5
+
+
 def test_dequantize_blocked_per_axis_and_per_tensor() -> None:
     x = np.array([[1, 2, 3, 4, 5], [-1, -2, -3, -4, -5]], np.int8)
     blocked = dequantize(x, np.array([[0.5, 2.0], [1.0, 3.0]], np.float32), np.array([[1, 0], [0, 1]], np.int8), 1, 3)
