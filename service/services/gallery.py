@@ -346,6 +346,3 @@ class GalleryService:
     def save_index(self) -> None:
         with self.holder.lock:
             self.holder.index.save()
-
-
-ProgressCallback = Callable[[EnrolOutcome], None]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -341,7 +340,7 @@ def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Respons
     ok, encoded = cv2.imencode(".jpg", pixels[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         raise NotFound("face crop could not be produced")
-    return Response(io.BytesIO(encoded.tobytes()).getvalue(), media_type="image/jpeg", headers=NO_STORE)
+    return Response(encoded.tobytes(), media_type="image/jpeg", headers=NO_STORE)
 
 
 # -- subjects, audit, admin --------------------------------------------------------------------
