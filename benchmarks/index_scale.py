@@ -413,7 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             name: os.environ.get(name)
             for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE")
         },
-        process_peak_rss_mib=round(peak_rss_mib(), 1),
+        # VmHWM is reset before each stage, so the process peak is the largest stage peak.
+        peak_rss_mib=max(
+            (v for rec in result["scale"] for k, v in rec.items() if k.startswith("peak_rss") and v is not None),
+            default=None,
+        ),
         # Other processes competing for the 2 cores distort multi-thread timings most: keep an eye on this.
         load_average_before=[round(v, 2) for v in load_before],
         load_average_after=[round(v, 2) for v in load_after],

@@ -23,7 +23,6 @@ MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 INDEX_TYPE = "IDMap2,Flat"
 METRIC = "inner_product"
-_CHUNK = 4 * 1024 * 1024
 
 _T = TypeVar("_T")
 
