@@ -152,38 +152,39 @@ class JobWorker:
         with self.factory() as session, session.begin():
             if not self._still_mine(session, job_id):
                 return "lost_lease"
-            stored: list[tuple[int, FaceOutcome]] = []
-            for index, outcome in enumerate(outcomes):
-                record = outcome.record
-                face = ProbeFace(
+            faces = [
+                ProbeFace(
                     probe_image_id=image_id,
                     face_index=index,
-                    box=[round(v, 1) for v in record.face.box],
-                    landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in record.face.landmarks],
-                    det_score=round(record.face.det_score, 4),
-                    quality_score=round(record.quality.score, 4),
-                    usable=record.quality.usable,
-                    reasons=list(record.quality.reasons),
-                    pack_id=record.pack_id,
-                    embedding=embedding_to_bytes(record.embedding),
+                    box=[round(v, 1) for v in outcome.record.face.box],
+                    landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in outcome.record.face.landmarks],
+                    det_score=round(outcome.record.face.det_score, 4),
+                    quality_score=round(outcome.record.quality.score, 4),
+                    usable=outcome.record.quality.usable,
+                    reasons=list(outcome.record.quality.reasons),
+                    pack_id=outcome.record.pack_id,
+                    embedding=embedding_to_bytes(outcome.record.embedding),
                     searched=outcome.searched,
                     poor_face_override=outcome.override,
                     threshold=threshold,
-                )
-                session.add(face)
-                session.flush()
-                stored.append((int(face.id), outcome))
-                for hit in outcome.candidates:
-                    session.add(
+                    candidates=[
                         Candidate(
-                            probe_face_id=face.id,
                             rank=hit.rank,
                             score=hit.score,
                             above_threshold=hit.above_threshold,
                             subject_id=hit.subject_id,
                             template_id=hit.template_id,
                         )
-                    )
+                        for hit in outcome.candidates
+                    ],
+                )
+                for index, outcome in enumerate(outcomes)
+            ]
+            session.add_all(faces)
+            session.flush()  # one flush for every face and candidate of the still
+            stored: list[tuple[int, FaceOutcome]] = [
+                (int(face.id), outcome) for face, outcome in zip(faces, outcomes, strict=True)
+            ]
             session.execute(
                 update(ProbeImage).where(ProbeImage.id == image_id).values(status="done", processed_at=_now())
             )
