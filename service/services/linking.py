@@ -65,6 +65,29 @@ LINKER = Principal(username="service:linking", role=Role.ADMIN, via="service")
 LOAD_CHUNK = 5000
 
 
+def _record_decision(
+    session: Session,
+    actor: Principal,
+    group_id: int,
+    action: str,
+    other_group_ids: list[int],
+    face_ids: list[int],
+    note: str,
+) -> None:
+    """Store a reviewer's decision on a group (its audit event is written beside it)."""
+    session.add(
+        GroupDecision(
+            group_id=group_id,
+            action=action,
+            other_group_ids=other_group_ids,
+            face_ids=face_ids,
+            note=note[:4000],
+            username=actor.username,
+            role=str(actor.role),
+        )
+    )
+
+
 class GroupConflict(Conflict):
     code = "group_conflict"
 
@@ -589,17 +612,7 @@ class LinkingService:
             group.decided_by = actor.username
             group.version = int(group.version) + 1
             group.updated_at = _now()
-            session.add(
-                GroupDecision(
-                    group_id=group_id,
-                    action="confirm",
-                    other_group_ids=[],
-                    face_ids=faces,
-                    note=note[:4000],
-                    username=actor.username,
-                    role=str(actor.role),
-                )
-            )
+            _record_decision(session, actor, group_id, "confirm", [], faces, note)
             session.flush()
             audit.append(
                 session,
@@ -665,17 +678,7 @@ class LinkingService:
                 except BaseException:
                     self._invalidate()
                     raise
-            session.add(
-                GroupDecision(
-                    group_id=group_id,
-                    action="split",
-                    other_group_ids=[new_id],
-                    face_ids=moving,
-                    note=note[:4000],
-                    username=actor.username,
-                    role=str(actor.role),
-                )
-            )
+            _record_decision(session, actor, group_id, "split", [new_id], moving, note)
             audit.append(
                 session,
                 actor,
@@ -733,17 +736,7 @@ class LinkingService:
                 except BaseException:
                     self._invalidate()
                     raise
-            session.add(
-                GroupDecision(
-                    group_id=target,
-                    action="merge",
-                    other_group_ids=others,
-                    face_ids=moved,
-                    note=note[:4000],
-                    username=actor.username,
-                    role=str(actor.role),
-                )
-            )
+            _record_decision(session, actor, target, "merge", others, moved, note)
             audit.append(
                 session,
                 actor,
