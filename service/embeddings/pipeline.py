@@ -49,7 +49,8 @@ class FacePipeline:
     def _build_detector(self) -> FaceDetector:
         model = self.manifest.detector
         path = resolve_verified(model, self.settings.models_dir)
-        prepared = prepare_model(path, model.sha256, self.settings.cache_dir / "models", PrepareOptions())
+        options = PrepareOptions(dynamic_spatial=model.kind == "yunet")
+        prepared = prepare_model(path, model.sha256, self.settings.cache_dir / "models", options)
         session = build_session(prepared, self.settings.runtime)
         if model.kind == "yunet":
             return YuNetDetector(session, model, self.settings.detection)

@@ -143,3 +143,39 @@ def test_batch_embedding_matches_one_at_a_time(pipeline: FacePipeline) -> None:
     for i, crop in enumerate(crops):
         alone = pipeline.recognizer.embed([crop])[0]
         assert cosine(together[i], alone) > 0.9999
+
+
+@pytest.mark.parametrize(("height", "width"), [(250, 250), (1080, 1920), (480, 640), (2160, 3840), (3000, 200)])
+def test_trimmed_canvases_keep_the_stride_grid_and_a_margin(pipeline: FacePipeline, height: int, width: int) -> None:
+    from service.embeddings.detector import CANVAS_STEP_PX, MIN_MARGIN_PX
+
+    detector = pipeline.detector
+    for view in detector.plan_views(height, width):
+        full_offset = 0.0 if view.is_tile else round(detector.settings.pad_fraction * max(height, width)) * view.scale
+        for offset, canvas, full, content in (
+            (view.offset_x, view.canvas_w, detector.canvas_w, round((view.x1 - view.x0) * view.scale)),
+            (view.offset_y, view.canvas_h, detector.canvas_h, round((view.y1 - view.y0) * view.scale)),
+        ):
+            assert canvas % CANVAS_STEP_PX == 0 and canvas <= full
+            assert (round(full_offset) - round(offset)) % CANVAS_STEP_PX == 0, "the feature grid moved"
+            if canvas < full:
+                assert round(offset) >= min(MIN_MARGIN_PX, round(full_offset))
+                assert canvas - round(offset) - content >= MIN_MARGIN_PX
+            else:
+                assert offset == full_offset
+
+
+def test_trimmed_canvas_finds_the_same_faces_as_the_full_canvas(
+    pipeline: FacePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = [np.asarray(lfw_rgb(name, number))[:, :, ::-1].copy() for name, number in SINGLE_FACE]
+    assert all(view.canvas_w < 640 for view in pipeline.detector.plan_views(250, 250))
+    trimmed = [pipeline.detect(image) for image in images]
+    monkeypatch.setattr(pipeline.detector, "variable_canvas", False)
+    assert all(view.canvas_w == 640 for view in pipeline.detector.plan_views(250, 250))
+    full = [pipeline.detect(image) for image in images]
+    for faces_trimmed, faces_full in zip(trimmed, full, strict=True):
+        assert len(faces_trimmed) == len(faces_full)
+        for a, b in zip(faces_trimmed, faces_full, strict=True):
+            assert np.abs(a.landmarks - b.landmarks).max() < 1.0
+            assert abs(a.det_score - b.det_score) < 0.02
