@@ -216,9 +216,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     lock = ServiceLock(settings.data_dir)
     if not lock.service_running():
         with _progress(len(files) - len(rejected), "processing", args.quiet) as bar:
-            while (job_id := runtime.worker.claim()) is not None:
-                runtime.worker.process(job_id)
-                bar.update(1)
+            runtime.worker.run_until_empty(progress=bar.update)
     elif args.wait:
         while runtime.submissions.get(actor, submission_id)["status"] not in {"complete"}:
             time.sleep(0.5)

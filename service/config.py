@@ -70,6 +70,7 @@ class WorkerSettings(BaseModel):
     lease_seconds: float = Field(default=120.0, gt=0)
     poll_seconds: float = Field(default=0.5, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=8, ge=1, le=256, description="stills leased together and stored in one transaction")
 
 
 class RetentionSettings(BaseModel):

@@ -1,10 +1,11 @@
 """The durable job queue: every queued probe image is processed exactly once, or fails with a reason.
 
-A worker leases one job at a time with an atomic conditional UPDATE (safe on SQLite and
-PostgreSQL, across processes). Everything a job produces — faces, candidates, the image's
-status and the job's — is written in one transaction that first re-checks the lease, so a crash
-at any point leaves either nothing or everything. Jobs held by a worker that is gone (its
-process on this host no longer exists, or its lease has expired) are taken over.
+A worker leases a small batch of jobs (``worker.batch_size``) with an atomic conditional UPDATE
+(safe on SQLite and PostgreSQL, across processes), runs the face pipeline on each still outside
+any transaction, then writes everything the batch produced — faces, candidates, the images'
+statuses and the jobs', the audit events — in one transaction that first re-checks each lease,
+so a crash at any point leaves either nothing or everything of a batch. Jobs held by a worker
+that is gone (its process on this host no longer exists, or its lease has expired) are taken over.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import WorkerSettings
@@ -47,6 +50,31 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class JobTicket:
+    """A leased job with what processing it needs, read in the transaction that leased it."""
+
+    job_id: int
+    image_id: int
+    attempts: int
+    digest: str
+    submission_id: int
+    case_reference: str
+    purpose: str
+    search_poor: bool
+    submitter: Principal
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """One job's result: its faces (done), a failure for good (code, message), or an error to retry."""
+
+    ticket: JobTicket
+    faces: list[FaceOutcome] | None = None
+    failure: tuple[str, str] | None = None
+    retry: str | None = None
 
 
 class JobWorker:
@@ -94,165 +122,217 @@ class JobWorker:
             log.info("re-queued %d jobs of dead workers", released)
         return released
 
-    def claim(self) -> int | None:
+    def claim(self, limit: int = 1) -> list[JobTicket]:
+        """Lease up to ``limit`` queued (or abandoned) jobs in one transaction, oldest first."""
         now = _now()
         claimable = or_(Job.status == "queued", (Job.status == "running") & (Job.lease_until < now))
         with self.factory() as session, session.begin():
-            for job_id in session.scalars(select(Job.id).where(claimable).order_by(Job.id).limit(5)):
-                result = session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, claimable)
-                    .values(
-                        status="running",
-                        worker=self.name,
-                        lease_until=now + timedelta(seconds=self.settings.lease_seconds),
-                        attempts=Job.attempts + 1,
-                        updated_at=now,
-                    )
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    session.execute(
-                        update(ProbeImage)
-                        .where(ProbeImage.id == select(Job.probe_image_id).where(Job.id == job_id).scalar_subquery())
-                        .values(status="processing")
-                    )
-                    return int(job_id)
-        return None
-
-    # -- processing --------------------------------------------------------------------------
-    def process(self, job_id: int) -> str:
-        with self.factory() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            image = session.get(ProbeImage, job.probe_image_id)
-            assert image is not None
-            submission = session.get(Submission, image.submission_id)
-            assert submission is not None
-            attempts, digest = job.attempts, image.sha256
-            search_poor = submission.search_poor_faces
-            image_id, submission_id = image.id, submission.id
-            case_reference, purpose = submission.case_reference, submission.purpose
-            # The worker searches on behalf of the submitter: the audit trail names them.
-            submitter = Principal(username=submission.submitted_by, role=Role(submission.submitted_role), via="worker")
-        try:
-            image_array = self.pipeline.decode(self.store.get(digest))
-            outcomes = analyse_and_search(self.pipeline, self.searcher, self.factory, image_array, search_poor)
-        except ServiceError as exc:
-            return self._finish_failed(job_id, image_id, exc.code, exc.message)
-        except FileNotFoundError:
-            return self._finish_failed(job_id, image_id, "image_missing", "the stored image file is missing")
-        except Exception as exc:  # unexpected: retry, then fail with the reason
-            log.exception("job %s failed", job_id)
-            if attempts < self.settings.max_attempts:
-                self._requeue(job_id, image_id, repr(exc))
-                return "requeued"
-            return self._finish_failed(job_id, image_id, "processing_error", repr(exc))
-
-        threshold = self.searcher.threshold
-        with self.factory() as session, session.begin():
-            if not self._still_mine(session, job_id):
-                return "lost_lease"
-            faces = [
-                ProbeFace(
-                    probe_image_id=image_id,
-                    face_index=index,
-                    box=[round(v, 1) for v in outcome.record.face.box],
-                    landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in outcome.record.face.landmarks],
-                    det_score=round(outcome.record.face.det_score, 4),
-                    quality_score=round(outcome.record.quality.score, 4),
-                    usable=outcome.record.quality.usable,
-                    reasons=list(outcome.record.quality.reasons),
-                    pack_id=outcome.record.pack_id,
-                    embedding=embedding_to_bytes(outcome.record.embedding),
-                    searched=outcome.searched,
-                    poor_face_override=outcome.override,
-                    threshold=threshold,
-                    candidates=[
-                        Candidate(
-                            rank=hit.rank,
-                            score=hit.score,
-                            above_threshold=hit.above_threshold,
-                            subject_id=hit.subject_id,
-                            template_id=hit.template_id,
+            while True:
+                wanted = list(session.scalars(select(Job.id).where(claimable).order_by(Job.id).limit(limit)))
+                if not wanted:
+                    return []
+                # Another worker may lease some of these first (PostgreSQL re-checks the WHERE
+                # clause on each row it locks), so the UPDATE says which ones this worker got.
+                claimed = list(
+                    session.scalars(
+                        update(Job)
+                        .where(Job.id.in_(wanted), claimable)
+                        .values(
+                            status="running",
+                            worker=self.name,
+                            lease_until=now + timedelta(seconds=self.settings.lease_seconds),
+                            attempts=Job.attempts + 1,
+                            updated_at=now,
                         )
-                        for hit in outcome.candidates
-                    ],
+                        .returning(Job.id)
+                    )
                 )
-                for index, outcome in enumerate(outcomes)
-            ]
-            session.add_all(faces)
-            session.flush()  # one flush for every face and candidate of the still
-            stored: list[tuple[int, FaceOutcome]] = [
-                (int(face.id), outcome) for face, outcome in zip(faces, outcomes, strict=True)
-            ]
-            session.execute(
-                update(ProbeImage).where(ProbeImage.id == image_id).values(status="done", processed_at=_now())
-            )
-            if self.linker is not None:
-                self.linker.link_new_faces(session, image_id, stored)
-            if any(o.searched for o in outcomes):
-                audit_search(
-                    session,
-                    submitter,
-                    image_id,
-                    outcomes,
-                    submission_id=submission_id,
-                    case_reference=case_reference,
-                    purpose=purpose,
-                    probe_sha256=digest,
-                    pack=self.pipeline.pack_id,
-                    threshold=threshold,
-                )
-            session.execute(update(Job).where(Job.id == job_id).values(status="done", lease_until=None))
-        return "done"
-
-    def _still_mine(self, session: Session, job_id: int) -> bool:
-        job = session.get(Job, job_id, with_for_update=True)
-        return job is not None and job.status == "running" and job.worker == self.name
-
-    def _finish_failed(self, job_id: int, image_id: int, code: str, message: str) -> str:
-        with self.factory() as session, session.begin():
-            if not self._still_mine(session, job_id):
-                return "lost_lease"
+                if claimed:
+                    break
             session.execute(
                 update(ProbeImage)
-                .where(ProbeImage.id == image_id)
-                .values(status="failed", error_code=code, error_message=message[:2000], processed_at=_now())
+                .where(ProbeImage.id.in_(select(Job.probe_image_id).where(Job.id.in_(claimed))))
+                .values(status="processing")
             )
-            session.execute(update(Job).where(Job.id == job_id).values(status="failed", last_error=message[:2000]))
-        return "failed"
+            rows = session.execute(
+                select(Job.id, Job.attempts, ProbeImage.id, ProbeImage.sha256, Submission)
+                .join(ProbeImage, ProbeImage.id == Job.probe_image_id)
+                .join(Submission, Submission.id == ProbeImage.submission_id)
+                .where(Job.id.in_(claimed))
+                .order_by(Job.id)
+            ).all()
+        return [
+            JobTicket(
+                job_id=int(job_id),
+                image_id=int(image_id),
+                attempts=int(attempts),
+                digest=str(digest),
+                submission_id=int(submission.id),
+                case_reference=submission.case_reference,
+                purpose=submission.purpose,
+                search_poor=bool(submission.search_poor_faces),
+                # The worker searches on behalf of the submitter: the audit trail names them.
+                submitter=Principal(
+                    username=submission.submitted_by, role=Role(submission.submitted_role), via="worker"
+                ),
+            )
+            for job_id, attempts, image_id, digest, submission in rows
+        ]
 
-    def _requeue(self, job_id: int, image_id: int, message: str) -> None:
+    # -- processing --------------------------------------------------------------------------
+    def run_batch(self) -> int:
+        """Lease up to ``batch_size`` jobs, analyse each still, store every result in one transaction.
+
+        Inference runs outside any transaction. A crash before the final commit leaves the batch's
+        jobs leased and unprocessed: they are taken over (orphan or expired lease) and processed
+        again, so each still still ends up processed exactly once. Returns the jobs leased.
+        """
+        tickets = self.claim(self.settings.batch_size)
+        if tickets:
+            self._store([self._analyse(ticket) for ticket in tickets])
+        return len(tickets)
+
+    def _analyse(self, ticket: JobTicket) -> JobOutcome:
+        try:
+            image = self.pipeline.decode(self.store.get(ticket.digest))
+            faces = analyse_and_search(self.pipeline, self.searcher, self.factory, image, ticket.search_poor)
+        except ServiceError as exc:
+            return JobOutcome(ticket, failure=(exc.code, exc.message))
+        except FileNotFoundError:
+            return JobOutcome(ticket, failure=("image_missing", "the stored image file is missing"))
+        except Exception as exc:  # unexpected: retry, then fail with the reason
+            log.exception("job %s failed", ticket.job_id)
+            if ticket.attempts < self.settings.max_attempts:
+                return JobOutcome(ticket, retry=repr(exc))
+            return JobOutcome(ticket, failure=("processing_error", repr(exc)))
+        return JobOutcome(ticket, faces=faces)
+
+    def _store(self, outcomes: list[JobOutcome]) -> list[str]:
+        """Everything the batch produced, in one transaction that first re-checks each lease."""
+        statuses = []
         with self.factory() as session, session.begin():
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.worker == self.name)
-                .values(status="queued", worker=None, lease_until=None, last_error=message[:2000])
+            mine = set(
+                session.scalars(
+                    select(Job.id)
+                    .where(
+                        Job.id.in_([o.ticket.job_id for o in outcomes]),
+                        Job.status == "running",
+                        Job.worker == self.name,
+                    )
+                    .with_for_update()
+                )
             )
-            session.execute(update(ProbeImage).where(ProbeImage.id == image_id).values(status="queued"))
+            for outcome in outcomes:
+                ticket = outcome.ticket
+                if ticket.job_id not in mine:
+                    statuses.append("lost_lease")
+                elif outcome.faces is not None:
+                    self._store_faces(session, ticket, outcome.faces)
+                    statuses.append("done")
+                elif outcome.retry is not None:
+                    session.execute(
+                        update(Job)
+                        .where(Job.id == ticket.job_id)
+                        .values(status="queued", worker=None, lease_until=None, last_error=outcome.retry[:2000])
+                    )
+                    session.execute(update(ProbeImage).where(ProbeImage.id == ticket.image_id).values(status="queued"))
+                    statuses.append("requeued")
+                else:
+                    assert outcome.failure is not None
+                    code, message = outcome.failure
+                    session.execute(
+                        update(ProbeImage)
+                        .where(ProbeImage.id == ticket.image_id)
+                        .values(status="failed", error_code=code, error_message=message[:2000], processed_at=_now())
+                    )
+                    session.execute(
+                        update(Job).where(Job.id == ticket.job_id).values(status="failed", last_error=message[:2000])
+                    )
+                    statuses.append("failed")
+        return statuses
+
+    def _store_faces(self, session: Session, ticket: JobTicket, outcomes: list[FaceOutcome]) -> None:
+        threshold = self.searcher.threshold
+        stored: list[tuple[int, FaceOutcome]] = []
+        if outcomes:
+            face_rows = [
+                {
+                    "probe_image_id": ticket.image_id,
+                    "face_index": index,
+                    "box": [round(v, 1) for v in outcome.record.face.box],
+                    "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in outcome.record.face.landmarks],
+                    "det_score": round(outcome.record.face.det_score, 4),
+                    "quality_score": round(outcome.record.quality.score, 4),
+                    "usable": outcome.record.quality.usable,
+                    "reasons": list(outcome.record.quality.reasons),
+                    "pack_id": outcome.record.pack_id,
+                    "embedding": embedding_to_bytes(outcome.record.embedding),
+                    "searched": outcome.searched,
+                    "poor_face_override": outcome.override,
+                    "threshold": threshold,
+                }
+                for index, outcome in enumerate(outcomes)
+            ]
+            # Core bulk inserts: one statement for the still's faces (ids back in order), one
+            # for all their candidates.
+            face_ids = session.scalars(
+                insert(ProbeFace).returning(ProbeFace.id, sort_by_parameter_order=True), face_rows
+            ).all()
+            stored = [(int(face_id), outcome) for face_id, outcome in zip(face_ids, outcomes, strict=True)]
+            candidate_rows = [
+                {
+                    "probe_face_id": face_id,
+                    "rank": hit.rank,
+                    "score": hit.score,
+                    "above_threshold": hit.above_threshold,
+                    "subject_id": hit.subject_id,
+                    "template_id": hit.template_id,
+                }
+                for face_id, outcome in stored
+                for hit in outcome.candidates
+            ]
+            if candidate_rows:
+                session.execute(insert(Candidate), candidate_rows)
+        session.execute(
+            update(ProbeImage).where(ProbeImage.id == ticket.image_id).values(status="done", processed_at=_now())
+        )
+        if self.linker is not None:
+            self.linker.link_new_faces(session, ticket.image_id, stored)
+        if any(o.searched for o in outcomes):
+            audit_search(
+                session,
+                ticket.submitter,
+                ticket.image_id,
+                outcomes,
+                submission_id=ticket.submission_id,
+                case_reference=ticket.case_reference,
+                purpose=ticket.purpose,
+                probe_sha256=ticket.digest,
+                pack=self.pipeline.pack_id,
+                threshold=threshold,
+            )
+        session.execute(update(Job).where(Job.id == ticket.job_id).values(status="done", lease_until=None))
 
     # -- loops -------------------------------------------------------------------------------
-    def run_until_empty(self) -> int:
+    def run_until_empty(self, progress: Callable[[int], object] | None = None) -> int:
         """Process queued jobs until none is left; returns how many were processed."""
         self.release_orphans()
         done = 0
         while not self.stop_event.is_set():
-            job_id = self.claim()
-            if job_id is None:
+            leased = self.run_batch()
+            if not leased:
                 return done
-            self.process(job_id)
-            done += 1
+            done += leased
+            if progress is not None:
+                progress(leased)
         return done
 
     def _loop(self) -> None:
         self.release_orphans()
         while not self.stop_event.is_set():
             try:
-                job_id = self.claim()
-                if job_id is None:
+                if not self.run_batch():
                     self.stop_event.wait(self.settings.poll_seconds)
-                    continue
-                self.process(job_id)
             except Exception:  # keep the worker alive; the job's lease will expire and be retried
                 log.exception("worker loop error")
                 self.stop_event.wait(self.settings.poll_seconds)
