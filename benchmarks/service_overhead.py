@@ -11,6 +11,8 @@ the enrolment rate of a custody gallery.
    service's cost is ``1 - service / bare``.
 
     python -m benchmarks.service_overhead --gallery all --probes 400
+    python -m benchmarks.service_overhead --gallery all --probes 400 \
+        --database-url postgresql+psycopg://rfr:rfr@127.0.0.1:5432/rfr_bench   # an empty database
 """
 
 from __future__ import annotations
@@ -52,8 +54,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rfr(data_dir: Path, *args: str, stdin: str | None = None) -> str:
+def service_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
     env = {**os.environ, "RFR_DATA_DIR": str(data_dir)}
+    if database_url:
+        env["RFR_DATABASE_URL"] = database_url
+    return env
+
+
+def rfr(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
         input=stdin,
@@ -72,6 +80,7 @@ def main() -> None:
     parser.add_argument("--gallery", default="probed", help="'all' (every person) or 'probed' (probe people only)")
     parser.add_argument("--probes", type=int, default=400)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database-url", help="an empty database (default: SQLite in a new data directory)")
     parser.add_argument("--out", type=Path, default=default_out("service_overhead"))
     args = parser.parse_args()
 
@@ -83,7 +92,7 @@ def main() -> None:
     gallery_names = sorted(everyone) if args.gallery == "all" else sorted({n for n, _ in probes})
 
     data_dir = Path(tempfile.mkdtemp(prefix="rfr-bench-"))
-    settings = Settings(data_dir=data_dir, worker=WorkerSettings(enabled=False))
+    settings = Settings(data_dir=data_dir, database_url=args.database_url, worker=WorkerSettings(enabled=False))
     runtime = Runtime.build(settings)
     operator = operator_principal()
 
@@ -118,7 +127,7 @@ def main() -> None:
     # 3. The same stills through the running service, over HTTP.
     token = json.loads(
         rfr(
-            data_dir,
+            service_env(data_dir, args.database_url),
             "users",
             "create",
             "bench-analyst",
@@ -131,7 +140,7 @@ def main() -> None:
         )
     )["token"]
     port = free_port()
-    env = {**os.environ, "RFR_DATA_DIR": str(data_dir), "RFR_WORKER__POLL_SECONDS": "0.05"}
+    env = {**service_env(data_dir, args.database_url), "RFR_WORKER__POLL_SECONDS": "0.05"}
     server = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         env=env,
@@ -169,6 +178,8 @@ def main() -> None:
     n = len(probes)
     report: dict[str, Any] = {
         **stamp(runtime.pipeline.pack_id),
+        "database": runtime.engine.url.get_backend_name(),
+        "worker_batch_size": settings.worker.batch_size,
         "gallery": {
             "images": len(gallery_names),
             "outcomes": outcomes,

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+READ_ONLY_OPTION = "rfr_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -35,7 +36,10 @@ def make_engine(url: str) -> Engine:
             # Take the write lock when a transaction starts, not when it first writes: a transaction
             # that read and then writes would otherwise fail at once in WAL mode when another wrote
             # in between. Transactions are short; this serialises them, as PostgreSQL's row locks do.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read-only session (``read_session``) starts a deferred transaction instead: in WAL
+            # mode it reads a snapshot without waiting for, or blocking, any writer.
+            read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -58,6 +62,15 @@ def migrate(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session(factory: sessionmaker[Session]) -> Session:
+    """A session that only reads. On SQLite its transaction neither waits for nor blocks writers
+    (the default sessions take the write lock at BEGIN); elsewhere it is an ordinary session.
+    Writing in it is a bug: on SQLite the write can fail if another transaction wrote meanwhile.
+    """
+    bind = factory.kw["bind"]
+    return factory(bind=bind.execution_options(**{READ_ONLY_OPTION: True}))
 
 
 @contextmanager

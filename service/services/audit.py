@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,6 +25,7 @@ from service.db.models import AuditEvent, AuditHead
 from service.domain.roles import Principal
 
 GENESIS = "0" * 64
+_HEAD_KEY = "rfr_audit_head"  # Session.info: (transaction, its locked AuditHead)
 
 
 def canonical_json(value: Any) -> str:
@@ -62,12 +63,8 @@ def append(
     object_id: object = "",
     **details: Any,
 ) -> AuditEvent:
-    """Add one event to the chain inside the caller's transaction."""
-    head = session.get(AuditHead, 1, with_for_update=True)
-    if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
-        session.flush()
+    """Add one event to the chain inside the caller's transaction (written at its next flush)."""
+    head = _locked_head(session)
     event = AuditEvent(
         seq=int(head.seq) + 1,
         at=datetime.now(UTC),
@@ -83,8 +80,22 @@ def append(
     head.seq = event.seq
     head.hash = event.hash
     session.add(event)
-    session.flush()
     return event
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain's head row, locked once per transaction (it stays locked until the commit)."""
+    transaction = session.get_transaction()
+    cached = session.info.get(_HEAD_KEY)
+    if cached is not None and cached[0] is transaction:
+        return cast(AuditHead, cached[1])
+    head = session.get(AuditHead, 1, with_for_update=True)
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS)
+        session.add(head)
+        session.flush()
+    session.info[_HEAD_KEY] = (transaction, head)
+    return head
 
 
 @dataclass(frozen=True, slots=True)

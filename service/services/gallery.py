@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
 from service.domain.faces import FaceRecord
@@ -103,7 +104,7 @@ class GalleryIndexHolder:
         return int(session.scalar(select(GalleryState.version).where(GalleryState.pack_id == self.pack_id)) or 0)
 
     def _expected(self) -> tuple[int, int]:
-        with self.factory() as session:
+        with read_session(self.factory) as session:
             count, max_id = session.execute(
                 select(func.count(FaceTemplate.id), func.max(FaceTemplate.id)).where(
                     FaceTemplate.pack_id == self.pack_id
@@ -113,7 +114,7 @@ class GalleryIndexHolder:
 
     def _embeddings(self, only: set[int] | None = None) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
         last = 0
-        with self.factory() as session:
+        with read_session(self.factory) as session:
             while True:
                 query = (
                     select(FaceTemplate.id, FaceTemplate.embedding)
@@ -135,7 +136,7 @@ class GalleryIndexHolder:
     def open(self) -> str:
         """Load the persisted index, or rebuild it from the database when missing, stale or corrupt."""
         with self.lock:
-            with self.factory() as session:
+            with read_session(self.factory) as session:
                 version = self._db_version(session)
             self.index, self.open_status = open_or_rebuild(
                 self.directory, self.pack_id, self.dim, self._expected, lambda: self._embeddings()
@@ -147,7 +148,7 @@ class GalleryIndexHolder:
     def refresh(self) -> None:
         """Reconcile with the database if another process changed the gallery."""
         with self.lock:
-            with self.factory() as session:
+            with read_session(self.factory) as session:
                 version = self._db_version(session)
                 if version == self.version:
                     return

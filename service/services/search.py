@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.engine import read_session
 from service.db.models import FaceTemplate, Subject
 from service.errors import PackMismatch
 from service.services.gallery import GalleryIndexHolder
@@ -71,7 +72,7 @@ class GallerySearcher:
         if wanted:
             # A short session of its own, opened after the index search: the index may reconcile
             # with the database first, and no caller's transaction is held across either.
-            with self.factory() as session:
+            with read_session(self.factory) as session:
                 rows = session.execute(
                     select(FaceTemplate.id, Subject.id, Subject.custody_reference)
                     .join(Subject, Subject.id == FaceTemplate.subject_id)

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
 from service.domain.faces import FaceRecord
@@ -278,14 +279,14 @@ class SubmissionService:
         }
 
     def list_visible(self, actor: Principal, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-        with self.factory() as session:
+        with read_session(self.factory) as session:
             query = select(Submission).order_by(Submission.id.desc()).limit(limit).offset(offset)
             if not actor.reads_everything:
                 query = query.where(Submission.submitted_by == actor.username)
             return [self._summary(session, s) for s in session.scalars(query).all()]
 
     def get(self, actor: Principal, submission_id: int) -> dict[str, Any]:
-        with self.factory() as session:
+        with read_session(self.factory) as session:
             submission = self.visible(session, actor, submission_id)
             summary = self._summary(session, submission)
             summary["images"] = [

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -96,6 +97,9 @@ class JobWorker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
+        # Stores one batch's results while the next batch is analysed (at most one in flight).
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfr-store")
+        self._pending: Future[list[str]] | None = None
 
     # -- leasing -----------------------------------------------------------------------------
     def release_orphans(self) -> int:
@@ -181,16 +185,28 @@ class JobWorker:
 
     # -- processing --------------------------------------------------------------------------
     def run_batch(self) -> int:
-        """Lease up to ``batch_size`` jobs, analyse each still, store every result in one transaction.
+        """Lease up to ``batch_size`` jobs, analyse each still, hand the results to the store thread.
 
-        Inference runs outside any transaction. A crash before the final commit leaves the batch's
-        jobs leased and unprocessed: they are taken over (orphan or expired lease) and processed
-        again, so each still still ends up processed exactly once. Returns the jobs leased.
+        Inference runs outside any transaction; the batch's results are written in one transaction
+        on a second thread while the next batch is analysed, so database work overlaps inference
+        (call ``flush`` to wait for it). A crash before that commit leaves the batch's jobs leased
+        and unprocessed: they are taken over (orphan or expired lease) and processed again, so each
+        still ends up processed exactly once. Returns the jobs leased.
         """
         tickets = self.claim(self.settings.batch_size)
-        if tickets:
-            self._store([self._analyse(ticket) for ticket in tickets])
+        if not tickets and self._pending is not None:
+            self.flush()  # the batch being stored may give jobs back to the queue (retries)
+            tickets = self.claim(self.settings.batch_size)
+        outcomes = [self._analyse(ticket) for ticket in tickets]
+        self.flush()
+        if outcomes:
+            self._pending = self._writer.submit(self._store, outcomes)
         return len(tickets)
+
+    def flush(self) -> list[str]:
+        """Wait until the batch being stored is committed; its statuses, or its error re-raised."""
+        pending, self._pending = self._pending, None
+        return pending.result() if pending is not None else []
 
     def _analyse(self, ticket: JobTicket) -> JobOutcome:
         try:
@@ -222,12 +238,13 @@ class JobWorker:
                     .with_for_update()
                 )
             )
+            done: list[tuple[JobTicket, list[FaceOutcome]]] = []
             for outcome in outcomes:
                 ticket = outcome.ticket
                 if ticket.job_id not in mine:
                     statuses.append("lost_lease")
                 elif outcome.faces is not None:
-                    self._store_faces(session, ticket, outcome.faces)
+                    done.append((ticket, outcome.faces))
                     statuses.append("done")
                 elif outcome.retry is not None:
                     session.execute(
@@ -249,82 +266,95 @@ class JobWorker:
                         update(Job).where(Job.id == ticket.job_id).values(status="failed", last_error=message[:2000])
                     )
                     statuses.append("failed")
+            if done:
+                self._store_done(session, done)
         return statuses
 
-    def _store_faces(self, session: Session, ticket: JobTicket, outcomes: list[FaceOutcome]) -> None:
+    def _store_done(self, session: Session, done: list[tuple[JobTicket, list[FaceOutcome]]]) -> None:
+        """The faces and candidates of every processed still of a batch, a few statements in all."""
         threshold = self.searcher.threshold
-        stored: list[tuple[int, FaceOutcome]] = []
-        if outcomes:
-            face_rows = [
-                {
-                    "probe_image_id": ticket.image_id,
-                    "face_index": index,
-                    "box": [round(v, 1) for v in outcome.record.face.box],
-                    "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in outcome.record.face.landmarks],
-                    "det_score": round(outcome.record.face.det_score, 4),
-                    "quality_score": round(outcome.record.quality.score, 4),
-                    "usable": outcome.record.quality.usable,
-                    "reasons": list(outcome.record.quality.reasons),
-                    "pack_id": outcome.record.pack_id,
-                    "embedding": embedding_to_bytes(outcome.record.embedding),
-                    "searched": outcome.searched,
-                    "poor_face_override": outcome.override,
-                    "threshold": threshold,
-                }
-                for index, outcome in enumerate(outcomes)
-            ]
-            # Core bulk inserts: one statement for the still's faces (ids back in order), one
+        face_rows = [
+            {
+                "probe_image_id": ticket.image_id,
+                "face_index": index,
+                "box": [round(v, 1) for v in outcome.record.face.box],
+                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in outcome.record.face.landmarks],
+                "det_score": round(outcome.record.face.det_score, 4),
+                "quality_score": round(outcome.record.quality.score, 4),
+                "usable": outcome.record.quality.usable,
+                "reasons": list(outcome.record.quality.reasons),
+                "pack_id": outcome.record.pack_id,
+                "embedding": embedding_to_bytes(outcome.record.embedding),
+                "searched": outcome.searched,
+                "poor_face_override": outcome.override,
+                "threshold": threshold,
+            }
+            for ticket, faces in done
+            for index, outcome in enumerate(faces)
+        ]
+        face_ids: list[int] = []
+        if face_rows:
+            # Bulk inserts: one statement for the faces (their ids come back in row order), one
             # for all their candidates.
-            face_ids = session.scalars(
-                insert(ProbeFace).returning(ProbeFace.id, sort_by_parameter_order=True), face_rows
-            ).all()
-            stored = [(int(face_id), outcome) for face_id, outcome in zip(face_ids, outcomes, strict=True)]
-            candidate_rows = [
-                {
-                    "probe_face_id": face_id,
-                    "rank": hit.rank,
-                    "score": hit.score,
-                    "above_threshold": hit.above_threshold,
-                    "subject_id": hit.subject_id,
-                    "template_id": hit.template_id,
-                }
-                for face_id, outcome in stored
-                for hit in outcome.candidates
-            ]
-            if candidate_rows:
-                session.execute(insert(Candidate), candidate_rows)
+            returning = insert(ProbeFace).returning(ProbeFace.id, sort_by_parameter_order=True)
+            face_ids = [int(i) for i in session.scalars(returning, face_rows).all()]
+        ids = iter(face_ids)
+        stored = [[(next(ids), outcome) for outcome in faces] for _, faces in done]
+        candidate_rows = [
+            {
+                "probe_face_id": face_id,
+                "rank": hit.rank,
+                "score": hit.score,
+                "above_threshold": hit.above_threshold,
+                "subject_id": hit.subject_id,
+                "template_id": hit.template_id,
+            }
+            for faces in stored
+            for face_id, outcome in faces
+            for hit in outcome.candidates
+        ]
+        if candidate_rows:
+            session.execute(insert(Candidate), candidate_rows)
         session.execute(
-            update(ProbeImage).where(ProbeImage.id == ticket.image_id).values(status="done", processed_at=_now())
+            update(ProbeImage)
+            .where(ProbeImage.id.in_([ticket.image_id for ticket, _ in done]))
+            .values(status="done", processed_at=_now())
         )
-        if self.linker is not None:
-            self.linker.link_new_faces(session, ticket.image_id, stored)
-        if any(o.searched for o in outcomes):
-            audit_search(
-                session,
-                ticket.submitter,
-                ticket.image_id,
-                outcomes,
-                submission_id=ticket.submission_id,
-                case_reference=ticket.case_reference,
-                purpose=ticket.purpose,
-                probe_sha256=ticket.digest,
-                pack=self.pipeline.pack_id,
-                threshold=threshold,
-            )
-        session.execute(update(Job).where(Job.id == ticket.job_id).values(status="done", lease_until=None))
+        session.execute(
+            update(Job).where(Job.id.in_([ticket.job_id for ticket, _ in done])).values(status="done", lease_until=None)
+        )
+        for (ticket, faces), image_faces in zip(done, stored, strict=True):
+            if self.linker is not None:
+                self.linker.link_new_faces(session, ticket.image_id, image_faces)
+            if any(o.searched for o in faces):
+                audit_search(
+                    session,
+                    ticket.submitter,
+                    ticket.image_id,
+                    faces,
+                    submission_id=ticket.submission_id,
+                    case_reference=ticket.case_reference,
+                    purpose=ticket.purpose,
+                    probe_sha256=ticket.digest,
+                    pack=self.pipeline.pack_id,
+                    threshold=threshold,
+                )
 
     # -- loops -------------------------------------------------------------------------------
     def run_until_empty(self, progress: Callable[[int], object] | None = None) -> int:
-        """Process queued jobs until none is left; returns how many were processed."""
+        """Process queued jobs until none is left and every result is stored; returns how many."""
         self.release_orphans()
         done = 0
-        while not self.stop_event.is_set():
-            leased = self.run_batch()
-            if not leased:
-                return done
-            done += leased
-            if progress is not None:
-                progress(leased)
+        try:
+            while not self.stop_event.is_set():
+                leased = self.run_batch()
+                if not leased:
+                    break
+                done += leased
+                if progress is not None:
+                    progress(leased)
+        finally:
+            self.flush()
         return done
 
     def _loop(self) -> None:
@@ -332,6 +362,7 @@ class JobWorker:
         while not self.stop_event.is_set():
             try:
                 if not self.run_batch():
+                    self.flush()
                     self.stop_event.wait(self.settings.poll_seconds)
             except Exception:  # keep the worker alive; the job's lease will expire and be retried
                 log.exception("worker loop error")
@@ -346,3 +377,9 @@ class JobWorker:
         self.stop_event.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                return  # still analysing: it stores what it has when it gets there
+        try:
+            self.flush()
+        except Exception:  # its jobs stay leased and are taken over after a restart
+            log.exception("storing the last batch failed")
