@@ -198,9 +198,11 @@ class JobWorker:
             self.flush()  # the batch being stored may give jobs back to the queue (retries)
             tickets = self.claim(self.settings.batch_size)
         outcomes = [self._analyse(ticket) for ticket in tickets]
-        self.flush()
-        if outcomes:
-            self._pending = self._writer.submit(self._store, outcomes)
+        try:
+            self.flush()  # at most one batch in flight; a failed store's error is raised here
+        finally:
+            if outcomes:
+                self._pending = self._writer.submit(self._store, outcomes)
         return len(tickets)
 
     def flush(self) -> list[str]:
