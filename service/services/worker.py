@@ -98,7 +98,7 @@ class JobWorker:
         self.stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         # Stores one batch's results while the next batch is analysed (at most one in flight).
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfr-store")
+        self._writer = self._new_writer()
         self._pending: Future[list[str]] | None = None
 
     # -- leasing -----------------------------------------------------------------------------
@@ -385,3 +385,10 @@ class JobWorker:
             self.flush()
         except Exception:  # its jobs stay leased and are taken over after a restart
             log.exception("storing the last batch failed")
+        # Let the store thread go; a later start() or run_until_empty() gets a new one.
+        self._writer.shutdown(wait=True)
+        self._writer = self._new_writer()
+
+    @staticmethod
+    def _new_writer() -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfr-store")
