@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
 from service.app import Runtime
+from service.db.engine import make_engine, migrate, read_session, session_factory
 from service.db.models import Job, ProbeFace, ProbeImage
 from service.domain.roles import Principal, Role
 from service.services.submissions import Upload
@@ -96,3 +99,17 @@ def test_a_missing_stored_image_fails_at_once(runtime: Runtime) -> None:
     assert runtime.worker.run_until_empty() == 1
     status, code, _, tried, faces = image_state(runtime, image_id)
     assert (status, code, tried, faces) == ("failed", "image_missing", 1, 0)
+
+
+def test_sqlite_read_sessions_neither_wait_for_nor_block_the_writer(tmp_path: Path) -> None:
+    """The worker's searches and progress reads must not queue behind its store thread's writes."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'locks.db'}")
+    migrate(engine)
+    factory = session_factory(engine)
+    with factory() as writer, writer.begin():  # BEGIN IMMEDIATE: holds SQLite's write lock
+        writer.execute(update(Job).values(status="queued"))
+        started = time.monotonic()
+        with read_session(factory) as reader:
+            assert reader.scalar(select(func.count()).select_from(Job)) == 0
+        assert time.monotonic() - started < 5, "the read waited for the write lock"
+    engine.dispose()
