@@ -87,14 +87,15 @@ def _locked_head(session: Session) -> AuditHead:
     """The chain's head row, locked once per transaction (it stays locked until the commit)."""
     transaction = session.get_transaction()
     cached = session.info.get(_HEAD_KEY)
-    if cached is not None and cached[0] is transaction:
+    if transaction is not None and cached is not None and cached[0] is transaction:
         return cast(AuditHead, cached[1])
-    head = session.get(AuditHead, 1, with_for_update=True)
+    # populate_existing: a session reused across transactions must not trust its stale copy.
+    head = session.get(AuditHead, 1, with_for_update=True, populate_existing=True)
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
         session.flush()
-    session.info[_HEAD_KEY] = (transaction, head)
+    session.info[_HEAD_KEY] = (session.get_transaction(), head)
     return head
 
 

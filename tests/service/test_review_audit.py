@@ -499,3 +499,26 @@ def test_reviewer_cannot_act_without_permission_in_service_layer(runtime: Runtim
     auditor = Principal("audrey", Role.AUDITOR)
     with pytest.raises(Forbidden):
         runtime.review.decide(auditor, 1, "review", "no_match")
+
+
+def test_audit_chain_holds_when_a_session_appends_across_transactions(tmp_path: Path) -> None:
+    """The head is locked once per transaction; a later transaction must not reuse a stale copy."""
+    from service.db.engine import make_engine, migrate, session_factory
+    from service.domain.roles import operator_principal
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'chain.db'}")
+    migrate(engine)
+    factory = session_factory(engine)
+    actor = operator_principal()
+    reused = factory()
+    audit.append(reused, actor, "first")
+    audit.append(reused, actor, "second, same transaction")
+    reused.commit()
+    with factory() as other, other.begin():
+        audit.append(other, actor, "written by another session in between")
+    audit.append(reused, actor, "third, a later transaction of the first session")
+    reused.commit()
+    reused.close()
+    result = audit.verify(factory)
+    assert result.ok and result.events == 4, result.to_dict()
+    engine.dispose()
