@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from service.db.engine import read_session
@@ -183,35 +183,35 @@ class SubmissionService:
         """Store every upload and queue it, or (if any is bad) store none of them."""
         if not uploads:
             raise InvalidRequest("no images in the request")
-        with self.factory() as session:
+        with read_session(self.factory) as session:
             submission = self.visible(session, actor, submission_id)
             if submission.submitted_by != actor.username:
                 raise NotFound(f"submission {submission_id} not found")
         sizes = [self.validate(upload) for upload in uploads]
         digests = [self.store.put(upload.data) for upload in uploads]
-        ids: list[int] = []
+        rows = [
+            {
+                "submission_id": submission_id,
+                "file_name": upload.file_name[:255],
+                "sha256": digest,
+                "size_bytes": len(upload.data),
+                "retailer": upload.provenance.retailer,
+                "store": upload.provenance.store,
+                "incident_reference": upload.provenance.incident_reference,
+                "captured_at": upload.provenance.captured_at,
+                "supplied_by": upload.provenance.supplied_by,
+                "witness_statement": upload.provenance.witness_statement,
+                "width": width,
+                "height": height,
+                "status": "queued",
+            }
+            for upload, digest, (width, height) in zip(uploads, digests, sizes, strict=True)
+        ]
         with self.factory() as session, session.begin():
-            for upload, digest, (width, height) in zip(uploads, digests, sizes, strict=True):
-                p = upload.provenance
-                image = ProbeImage(
-                    submission_id=submission_id,
-                    file_name=upload.file_name[:255],
-                    sha256=digest,
-                    size_bytes=len(upload.data),
-                    retailer=p.retailer,
-                    store=p.store,
-                    incident_reference=p.incident_reference,
-                    captured_at=p.captured_at,
-                    supplied_by=p.supplied_by,
-                    witness_statement=p.witness_statement,
-                    width=width,
-                    height=height,
-                    status="queued",
-                )
-                session.add(image)
-                session.flush()
-                session.add(Job(probe_image_id=image.id, status="queued"))
-                ids.append(int(image.id))
+            # Bulk inserts: the images (their ids come back in upload order), then one job each.
+            returning = insert(ProbeImage).returning(ProbeImage.id, sort_by_parameter_order=True)
+            ids = [int(i) for i in session.scalars(returning, rows).all()]
+            session.execute(insert(Job), [{"probe_image_id": i, "status": "queued"} for i in ids])
             audit.append(
                 session, actor, "images_uploaded", "submission", submission_id, image_ids=ids, image_sha256=digests
             )
