@@ -24,37 +24,25 @@ def default_out(name: str) -> Path:
     return RESULTS_DIR / f"{name}.json"
 
 
+def _git(*args: str) -> str | None:
+    """The output of ``git ARGS`` run in the project, or ``None`` when git fails or is missing."""
+    try:
+        out = subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
 def git_commit() -> str:
     """``git rev-parse HEAD`` of the project, or ``"uncommitted"`` when there is no commit (or no git)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "uncommitted"
-    commit = out.stdout.strip()
-    return commit if len(commit) == 40 else "uncommitted"
+    commit = _git("rev-parse", "HEAD")
+    return commit if commit is not None and len(commit) == 40 else "uncommitted"
 
 
 def git_dirty() -> bool | None:
     """Whether tracked files differ from HEAD (the figures may not match the stamped commit)."""
-    try:
-        out = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.stdout.strip())
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def peak_rss_mib() -> float:

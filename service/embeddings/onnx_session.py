@@ -106,13 +106,16 @@ def fold_constant_dequantize(model: onnx.ModelProto) -> int:
     keep_nodes = [n for n in model.graph.node if n not in folded]
     del model.graph.node[:]
     model.graph.node.extend(keep_nodes)
-    # Drop quantised initializers nothing reads any more.
-    consumed = {name for node in model.graph.node for name in node.input}
-    outputs = {o.name for o in model.graph.output}
-    keep_inits = [i for i in model.graph.initializer if i.name in consumed or i.name in outputs]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep_inits)
+    drop_unused_initializers(model)  # the quantised weights and their scales
     return len(folded)
+
+
+def drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Remove initializers that no node reads and that are not graph outputs."""
+    consumed = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    keep = [i for i in model.graph.initializer if i.name in consumed]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
 
 
 def rewrite_constant_prelu(model: onnx.ModelProto) -> int:
@@ -164,11 +167,7 @@ def rewrite_constant_prelu(model: onnx.ModelProto) -> int:
     del model.graph.node[:]
     model.graph.node.extend(nodes)
     model.graph.initializer.extend(added)
-    # Drop slopes nothing reads any more.
-    consumed = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
-    keep = [i for i in model.graph.initializer if i.name in consumed]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    drop_unused_initializers(model)  # the slopes
     return rewritten
 
 
