@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -195,12 +195,7 @@ class SubmissionService:
                 "file_name": upload.file_name[:255],
                 "sha256": digest,
                 "size_bytes": len(upload.data),
-                "retailer": upload.provenance.retailer,
-                "store": upload.provenance.store,
-                "incident_reference": upload.provenance.incident_reference,
-                "captured_at": upload.provenance.captured_at,
-                "supplied_by": upload.provenance.supplied_by,
-                "witness_statement": upload.provenance.witness_statement,
+                **asdict(upload.provenance),  # its fields are the probe image's provenance columns
                 "width": width,
                 "height": height,
                 "status": "queued",
