@@ -34,9 +34,9 @@ import httpx
 import numpy as np
 
 from benchmarks.common import DEFAULT_LFW_ROOT, default_out, peak_rss_mib, stamp, write_json
-from service.app import Runtime
 from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
+from service.runtime import Runtime
 
 
 def people(root: Path) -> dict[str, list[Path]]:

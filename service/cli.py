@@ -78,9 +78,17 @@ def _progress(total: int, desc: str, quiet: bool = False) -> Any:
 
 
 def _runtime(args: argparse.Namespace) -> Any:
-    from service.app import Runtime
+    """Everything, the model and the gallery index included (``service.runtime``)."""
+    from service.runtime import Runtime
 
     return Runtime.build(_settings(args))
+
+
+def _storage(args: argparse.Namespace) -> Any:
+    """The storage-only tier: database, image store and the use cases that need no model or index."""
+    from service.runtime import Storage
+
+    return Storage.open(_settings(args))
 
 
 def _truthy(value: str | None) -> bool:
@@ -249,7 +257,7 @@ def _print_faces_table(file_name: str, status: str, faces: list[dict[str, Any]])
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    runtime = _runtime(args)
+    runtime = _storage(args)
     results = runtime.submissions.results(OPERATOR(), args.submission)
     runtime.close()
     if args.json:
@@ -267,16 +275,14 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from service.api.routes import search_still
-
-    runtime = _runtime(args)
     path = Path(args.image)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
-    result = search_still(
-        runtime, OPERATOR(), data, args.case, args.purpose, args.search_poor_faces, args.threshold, args.reason
+    runtime = _runtime(args)
+    result = runtime.search.search_still(
+        OPERATOR(), data, args.case, args.purpose, args.search_poor_faces, args.threshold, args.reason
     )
     runtime.close()
     result = {"file": path.name, "status": "done", **result}
@@ -321,7 +327,7 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    runtime = _runtime(args)
+    runtime = _storage(args)
     users = runtime.users
     out: dict[str, Any] = {"user": getattr(args, "username", None)}
     if args.users_command == "create":
@@ -346,40 +352,32 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from service.db.engine import make_engine, migrate, session_factory
-    from service.services import audit
-
-    settings = _settings(args)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    factory = session_factory(engine)
-    if args.audit_command == "verify":
-        result = audit.verify(factory)
-        if args.json:
-            _emit(result.to_dict())
-        elif result.ok:
-            sys.stdout.write(f"audit trail intact: {result.events} events\n")
-        else:
-            sys.stdout.write(f"audit trail BROKEN at event {result.first_bad_seq}: {result.problem}\n")
-        engine.dispose()
-        return 0 if result.ok else 1
-    with factory() as session, session.begin():
-        audit.append(session, OPERATOR(), "audit_export", "audit", "", recipient=args.recipient, format=args.format)
-    with factory() as session:
-        events = audit.query(session, limit=10_000_000)
+    storage = _storage(args)
+    try:
+        if args.audit_command == "verify":
+            result = storage.audit.verify()
+            if args.json:
+                _emit(result.to_dict())
+            elif result.ok:
+                sys.stdout.write(f"audit trail intact: {result.events} events\n")
+            else:
+                sys.stdout.write(f"audit trail BROKEN at event {result.first_bad_seq}: {result.problem}\n")
+            return 0 if result.ok else 1
+        lines = storage.audit.export(OPERATOR(), args.recipient, args.format)
         target = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
         try:
-            for chunk in audit.export_lines(events, args.format):
+            for chunk in lines:
                 target.write(chunk)
         finally:
             if args.out:
                 target.close()
-    engine.dispose()
-    return 0
+        return 0
+    finally:
+        storage.close()
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    runtime = _runtime(args)
+    runtime = _storage(args)
     stats = runtime.retention.purge(OPERATOR(), days=args.days)
     runtime.close()
     if args.json:
@@ -393,12 +391,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from service.services.review import sprint_report
-
-    runtime = _runtime(args)
-    with runtime.factory() as session:
-        report = sprint_report(session, runtime.submissions.visible(session, OPERATOR(), args.submission))
-    runtime.close()
+    storage = _storage(args)
+    report = storage.review.report(OPERATOR(), args.submission)
+    storage.close()
     if args.json:
         _emit(report)
         return 0
@@ -419,7 +414,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    runtime = _runtime(args)
+    runtime = _storage(args)
     token = args.token or os.environ.get("RFR_TOKEN", "")
     if not token:
         raise SystemExit("rfr review: decisions are personal: give --token (or RFR_TOKEN) of the deciding user")
@@ -442,22 +437,12 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _linking_context(args: argparse.Namespace) -> tuple[Any, Any, Principal]:
-    """The linking service on the data directory (no model loaded), the engine, and who is acting:
+    """The linking service on the data directory (no model loaded), its storage tier, and who is acting:
     the user of ``--token`` (or env RFR_TOKEN) when given, else the machine's operator."""
-    from service.db.engine import make_engine, migrate, session_factory
-    from service.embeddings.packs import load_manifest
-    from service.services.linking import LinkingService
-    from service.services.users import UserService
-
-    settings = _settings(args)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    factory = session_factory(engine)
-    linking = LinkingService.from_settings(settings, factory, load_manifest(settings.models_dir, settings.pack))
+    storage = _storage(args)
     token = getattr(args, "token", None) or os.environ.get("RFR_TOKEN", "")
-    actor = UserService(factory, settings.auth.session_hours).authenticate(token, via="cli-token") if token else None
-    return linking, engine, actor or OPERATOR()
+    actor = storage.users.authenticate(token, via="cli-token") if token else None
+    return storage.linking, storage, actor or OPERATOR()
 
 
 def _when(value: str | None) -> Any:
@@ -482,7 +467,7 @@ def cmd_unknowns(args: argparse.Namespace) -> int:
     from service.domain.roles import Permission
     from service.errors import Forbidden
 
-    linking, engine, actor = _linking_context(args)
+    linking, storage, actor = _linking_context(args)
     try:
         command = args.unknowns_command
         if command is None or command == "show":
@@ -524,7 +509,7 @@ def cmd_unknowns(args: argparse.Namespace) -> int:
         _emit(result)
         return 0
     finally:
-        engine.dispose()
+        storage.close()
 
 
 def cmd_prolific(args: argparse.Namespace) -> int:
@@ -532,7 +517,7 @@ def cmd_prolific(args: argparse.Namespace) -> int:
     from service.domain.roles import Permission
     from service.errors import Forbidden
 
-    linking, engine, actor = _linking_context(args)
+    linking, storage, actor = _linking_context(args)
     try:
         if actor.via != "cli-operator" and not actor.can(Permission.READ_PROLIFIC):
             raise Forbidden(f"role {actor.role} may not read the prolific-offender view")
@@ -547,7 +532,7 @@ def cmd_prolific(args: argparse.Namespace) -> int:
             min_incidents=args.min_incidents,
         )
     finally:
-        engine.dispose()
+        storage.close()
     if args.json:
         _emit_list(entries)
         return 0
@@ -572,13 +557,13 @@ def cmd_appearances(args: argparse.Namespace) -> int:
     from service.domain.roles import Permission
     from service.errors import Forbidden
 
-    linking, engine, actor = _linking_context(args)
+    linking, storage, actor = _linking_context(args)
     try:
         if actor.via != "cli-operator" and not actor.can(Permission.READ_PROLIFIC):
             raise Forbidden(f"role {actor.role} may not read appearances")
         history = linking.subject_appearances(actor, args.subject)
     finally:
-        engine.dispose()
+        storage.close()
     if args.json:
         _emit(history)
         return 0

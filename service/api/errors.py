@@ -5,15 +5,26 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.schemas import ErrorResponse
 from service.errors import ServiceError
 
 log = logging.getLogger(__name__)
+
+# The error responses every router documents in the OpenAPI schema.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "not signed in"},
+    403: {"model": ErrorResponse, "description": "the role may not do this"},
+    404: {"model": ErrorResponse, "description": "unknown id"},
+    413: {"model": ErrorResponse, "description": "upload over the size limit"},
+    422: {"model": ErrorResponse, "description": "malformed request or unreadable image"},
+}
 
 HTTP_CODES = {
     400: "bad_request",

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from service.api.auth import Allowed, RuntimeDep
-from service.api.routes import ERRORS
+from service.api.deps import Allowed, RuntimeDep
+from service.api.errors import ERRORS
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.engine import read_session
 from service.db.models import AuditEvent, AuditHead
 from service.domain.roles import Principal
 
@@ -149,14 +150,7 @@ def query(
     after_seq: int = 0,
 ) -> list[AuditEvent]:
     stmt = select(AuditEvent).where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(limit)
-    if actor:
-        stmt = stmt.where(AuditEvent.actor == actor)
-    if action:
-        stmt = stmt.where(AuditEvent.action == action)
-    if object_type:
-        stmt = stmt.where(AuditEvent.object_type == object_type)
-    if object_id:
-        stmt = stmt.where(AuditEvent.object_id == object_id)
+    stmt = _filtered(stmt, AuditFilter(actor, action, object_type, object_id))
     if since:
         stmt = stmt.where(AuditEvent.at >= since)
     if until:
@@ -184,3 +178,67 @@ def export_lines(events: list[AuditEvent], fmt: str) -> Iterator[str]:
         row = event_dict(event)
         writer.writerow([canonical_json(row[c]) if c == "details" else row[c] for c in EXPORT_COLUMNS])
     yield buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    object_type: str | None = None
+    object_id: str | None = None
+
+
+class AuditTrail:
+    """The auditors' use cases: read, verify and export the trail (every export is itself recorded)."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def events(
+        self, filters: AuditFilter = AuditFilter(), *, after_seq: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Matching events in chain order, from ``after_seq`` on."""
+        with read_session(self.factory) as session:
+            rows = query(
+                session,
+                actor=filters.actor,
+                action=filters.action,
+                object_type=filters.object_type,
+                object_id=filters.object_id,
+                after_seq=after_seq,
+                limit=limit,
+            )
+            return [event_dict(e) for e in rows]
+
+    def latest(self, filters: AuditFilter = AuditFilter(), limit: int = 500) -> list[dict[str, Any]]:
+        """The last ``limit`` matching events, newest first."""
+        with read_session(self.factory) as session:
+            stmt = _filtered(select(AuditEvent), filters).order_by(AuditEvent.seq.desc()).limit(limit)
+            return [event_dict(e) for e in session.scalars(stmt)]
+
+    def actions(self) -> list[str]:
+        with read_session(self.factory) as session:
+            return sorted(session.scalars(select(AuditEvent.action).distinct()))
+
+    def verify(self) -> Verification:
+        return verify(self.factory)
+
+    def export(self, actor: Principal, recipient: str, fmt: str) -> Iterator[str]:
+        """Record the export with its recipient, then the whole trail as JSON Lines or CSV."""
+        with self.factory() as session, session.begin():
+            append(session, actor, "audit_export", "audit", "", recipient=recipient, format=fmt)
+        with read_session(self.factory) as session:
+            events = query(session, limit=10_000_000)
+        return export_lines(events, fmt)
+
+
+def _filtered(stmt: Select[AuditEvent], filters: AuditFilter) -> Select[AuditEvent]:
+    if filters.actor:
+        stmt = stmt.where(AuditEvent.actor == filters.actor)
+    if filters.action:
+        stmt = stmt.where(AuditEvent.action == filters.action)
+    if filters.object_type:
+        stmt = stmt.where(AuditEvent.object_type == filters.object_type)
+    if filters.object_id:
+        stmt = stmt.where(AuditEvent.object_id == filters.object_id)
+    return stmt

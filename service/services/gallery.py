@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
+from service.db.vectors import embedding_from_bytes, embedding_to_bytes
 from service.domain.faces import FaceRecord
 from service.domain.roles import Principal
 from service.embeddings.pipeline import FacePipeline
@@ -49,14 +51,6 @@ class EnrolOutcome:
     reason_code: str | None = None
     reason: str | None = None
     quality_reasons: tuple[str, ...] = field(default_factory=tuple)
-
-
-def embedding_to_bytes(vector: NDArray[np.float32]) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def embedding_from_bytes(data: bytes) -> NDArray[np.float32]:
-    return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
 
 def choose_custody_face(faces: list[FaceRecord]) -> FaceRecord | tuple[str, str, tuple[str, ...]]:
@@ -230,8 +224,12 @@ class GalleryService:
         provenance: SubjectProvenance | None = None,
         *,
         save_index: bool = True,
+        refuse_unreadable: bool = False,
     ) -> EnrolOutcome:
-        """Enrol one custody image; a re-run with the same image is a no-op (resumable imports)."""
+        """Enrol one custody image; a re-run with the same image is a no-op (resumable imports).
+
+        An unreadable file is a rejected outcome, or with ``refuse_unreadable`` its typed error.
+        """
         reference = custody_reference.strip()
         if not reference:
             raise InvalidRequest("custody_reference is required")
@@ -245,7 +243,13 @@ class GalleryService:
         if existing is not None:
             return EnrolOutcome("already_enrolled", reference, file_name, subject_id=int(existing[0]))
         try:
-            analysed = self.pipeline.analyse_bytes(data)
+            try:
+                pixels = self.pipeline.decode(data)
+            except ServiceError as exc:
+                if refuse_unreadable:
+                    raise type(exc)(f"{file_name}: {exc.message}") from exc
+                raise
+            analysed = self.pipeline.analyse(pixels)
         except ServiceError as exc:
             return EnrolOutcome("rejected", reference, file_name, reason_code=exc.code, reason=exc.message)
         choice = choose_custody_face(analysed.faces)
@@ -347,3 +351,41 @@ class GalleryService:
     def save_index(self) -> None:
         with self.holder.lock:
             self.holder.index.save()
+
+    def subjects(self, custody_reference: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        """Gallery records with their provenance and counts, in id order."""
+        with read_session(self.factory) as session:
+            query = select(Subject).order_by(Subject.id).limit(limit).offset(offset)
+            if custody_reference:
+                query = query.where(Subject.custody_reference == custody_reference)
+            return [_subject_record(session, s) for s in session.scalars(query).all()]
+
+    def subject(self, subject_id: int) -> dict[str, Any]:
+        """One record with its provenance, counts and custody image ids (404 if unknown)."""
+        with read_session(self.factory) as session:
+            subject = session.get(Subject, subject_id)
+            if subject is None:
+                raise NotFound(f"subject {subject_id} not found")
+            return _subject_record(session, subject)
+
+
+def _subject_record(session: Session, subject: Subject) -> dict[str, Any]:
+    image_ids = [
+        int(i)
+        for i in session.scalars(
+            select(CustodyImage.id).where(CustodyImage.subject_id == subject.id).order_by(CustodyImage.id)
+        )
+    ]
+    templates = session.scalar(select(func.count()).where(FaceTemplate.subject_id == subject.id))
+    return {
+        "id": subject.id,
+        "custody_reference": subject.custody_reference,
+        "source": subject.source,
+        "lawful_basis": subject.lawful_basis,
+        "conviction_status": subject.conviction_status,
+        "under_18": subject.under_18,
+        "enrolled_at": subject.enrolled_at,
+        "images": len(image_ids),
+        "image_ids": image_ids,
+        "templates": int(templates or 0),
+    }

@@ -51,13 +51,14 @@ from service.db.models import (
     Submission,
     UnknownGroup,
 )
+from service.db.queries import confirmed_matches
+from service.db.vectors import embedding_from_bytes
 from service.domain.linking import LinkDecision, LinkRule, UnknownFaceIndex, normalised
 from service.domain.roles import Permission, Principal, Role
+from service.domain.search import FaceOutcome
 from service.embeddings.packs import PackManifest
 from service.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from service.services import audit
-from service.services.gallery import embedding_from_bytes
-from service.services.submissions import FaceOutcome
 
 log = logging.getLogger(__name__)
 
@@ -870,17 +871,7 @@ class LinkingService:
     def _known_rows(
         session: Session, subject_id: int | None = None, retailers: Sequence[str] = (), stores: Sequence[str] = ()
     ) -> list[tuple[int, str, dict[str, Any]]]:
-        query = (
-            select(ProbeFace.id, Candidate, Subject.custody_reference, ProbeImage, Submission)
-            .join(Candidate, Candidate.id == ProbeFace.review_candidate_id)
-            .join(Subject, Subject.id == Candidate.subject_id)
-            .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
-            .join(Submission, Submission.id == ProbeImage.submission_id)
-            .where(ProbeFace.review_state == "confirmed", ProbeFace.review_outcome == "possible_match")
-            .order_by(ProbeFace.id)
-        )
-        if subject_id is not None:
-            query = query.where(Candidate.subject_id == subject_id)
+        query = confirmed_matches(subject_id=subject_id)
         if retailers:
             query = query.where(ProbeImage.retailer.in_(list(retailers)))
         if stores:
@@ -888,15 +879,15 @@ class LinkingService:
         return [
             (
                 int(candidate.subject_id),
-                str(reference),
+                str(subject.custody_reference),
                 {
                     **_appearance(image, submission),
-                    "face_id": int(face_id),
+                    "face_id": int(face.id),
                     "candidate_id": int(candidate.id),
                     "score": round(float(candidate.score), 4),
                 },
             )
-            for face_id, candidate, reference, image, submission in session.execute(query).all()
+            for face, candidate, subject, image, submission in session.execute(query).all()
         ]
 
     def subject_appearances(self, actor: Principal, subject_id: int) -> dict[str, Any]:

@@ -9,6 +9,8 @@ no image and no embedding.
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +19,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.image_store import ImageStore
 from service.db.models import CustodyImage, ProbeFace, ProbeImage, Submission
-from service.domain.roles import Principal
+from service.domain.roles import Principal, Role
 from service.services import audit
 
 if TYPE_CHECKING:
     from service.services.linking import LinkingService
+
+log = logging.getLogger(__name__)
 
 
 def _confirmed(face: ProbeFace) -> bool:
@@ -80,3 +84,30 @@ class RetentionService:
                 if not in_use and self.store.delete(digest):
                     stats["files_deleted"] += 1
         return stats
+
+
+class PeriodicPurge:
+    """Runs the retention purge in the service every ``interval_hours`` (and once at start)."""
+
+    ACTOR = Principal(username="service:retention", role=Role.ADMIN, via="service")
+
+    def __init__(self, retention: RetentionService, interval_hours: float) -> None:
+        self.retention = retention
+        self.interval = interval_hours * 3600
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="rfr-purge", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.retention.purge(self.ACTOR)
+            except Exception:
+                log.exception("periodic purge failed")
+            self.stop_event.wait(self.interval)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)

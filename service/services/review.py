@@ -1,4 +1,5 @@
-"""Human review (R3): decisions on probe faces, and the sprint report built from them."""
+"""Human review (R3): decisions on probe faces, the review queue, the sprint report built from them,
+and the disclosure of confirmed leads."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.engine import read_session
 from service.db.models import Candidate, ProbeFace, ProbeImage, ReviewDecision, Submission
+from service.db.queries import confirmed_matches
 from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
 from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
+from service.services.submissions import visible_submission
+
+LEADS_NOTICE = "Confirmed matches are investigative leads, not identifications."
 
 # Called in the decision's transaction: (session, actor, face id, new state, outcome).
 DecidedHook = Callable[[Session, Principal, int, str, str | None], None]
@@ -167,6 +173,44 @@ class ReviewService:
                 }
                 for r in rows
             ]
+
+    def report(self, actor: Principal, submission_id: int) -> dict[str, Any]:
+        """The sprint's figures, for a submission ``actor`` may see."""
+        with read_session(self.factory) as session:
+            return sprint_report(session, visible_submission(session, actor, submission_id))
+
+    def disclose(self, actor: Principal, submission_id: int, recipient: str, reason: str = "") -> dict[str, Any]:
+        """Export the confirmed matches of a sprint to a named recipient (recorded with the recipient)."""
+        with self.factory() as session, session.begin():
+            submission = visible_submission(session, actor, submission_id)
+            leads = [
+                {
+                    "face_id": face.id,
+                    "file": image.file_name,
+                    "retailer": image.retailer,
+                    "store": image.store,
+                    "incident_reference": image.incident_reference,
+                    "captured_at": image.captured_at.isoformat() if image.captured_at else None,
+                    "custody_reference": subject.custody_reference,
+                    "score": round(candidate.score, 4),
+                }
+                for face, candidate, subject, image, _ in session.execute(
+                    confirmed_matches(submission_id=submission_id)
+                ).all()
+            ]
+            audit.append(
+                session,
+                actor,
+                "disclosure",
+                "submission",
+                submission_id,
+                recipient=recipient,
+                reason=reason,
+                case_reference=submission.case_reference,
+                leads=len(leads),
+                face_ids=[lead["face_id"] for lead in leads],
+            )
+        return {"submission_id": submission_id, "recipient": recipient, "notice": LEADS_NOTICE, "leads": leads}
 
 
 def sprint_report(session: Session, submission: Submission) -> dict[str, Any]:

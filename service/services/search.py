@@ -1,8 +1,8 @@
-"""1:N search of probe faces against the gallery: ranked candidates, one per subject."""
+"""1:N search of probe faces against the gallery: ranked candidates, one per subject; the one-off search."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -10,29 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import read_session
+from service.db.image_store import sha256_bytes
 from service.db.models import FaceTemplate, Subject
-from service.errors import PackMismatch
+from service.domain.roles import Permission, Principal
+from service.domain.search import CandidateHit, FaceOutcome
+from service.embeddings.pipeline import FacePipeline
+from service.errors import Forbidden, InvalidRequest, PackMismatch
+from service.services import audit
 from service.services.gallery import GalleryIndexHolder
-
-
-@dataclass(frozen=True, slots=True)
-class CandidateHit:
-    rank: int
-    subject_id: int
-    custody_reference: str
-    template_id: int
-    score: float
-    above_threshold: bool
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "rank": self.rank,
-            "custody_reference": self.custody_reference,
-            "subject_id": self.subject_id,
-            "template_id": self.template_id,
-            "score": round(self.score, 4),
-            "above_threshold": self.above_threshold,
-        }
 
 
 class GallerySearcher:
@@ -102,3 +87,134 @@ class GallerySearcher:
                     break
             results.append(hits)
         return results
+
+
+def analyse_and_search(
+    pipeline: FacePipeline,
+    searcher: GallerySearcher,
+    factory: sessionmaker[Session],
+    image: NDArray[np.uint8],
+    search_poor_faces: bool,
+    threshold: float | None = None,
+) -> list[FaceOutcome]:
+    """Every face of one decoded still with its quality verdict; usable faces (or all, on override) searched.
+
+    Inference runs outside any database transaction; only the candidate look-up uses one.
+    """
+    faces = pipeline.analyse(image).faces
+    to_search = [i for i, f in enumerate(faces) if f.quality.usable or search_poor_faces]
+    hits: dict[int, list[CandidateHit]] = {}
+    if to_search:
+        queries = np.stack([faces[i].embedding for i in to_search])
+        found_all = searcher.search(queries, pipeline.pack_id, threshold=threshold)
+        for i, found in zip(to_search, found_all, strict=True):
+            hits[i] = found
+    return [
+        FaceOutcome(
+            record=face,
+            searched=i in hits,
+            override=i in hits and not face.quality.usable,
+            candidates=hits.get(i, []),
+        )
+        for i, face in enumerate(faces)
+    ]
+
+
+def audit_search(
+    session: Session,
+    actor: Principal,
+    object_id: object,
+    outcomes: list[FaceOutcome],
+    *,
+    case_reference: str,
+    purpose: str,
+    probe_sha256: str,
+    pack: str,
+    threshold: float,
+    **extra: Any,
+) -> None:
+    """Record a search as R1 asks: who, role, purpose, case, probe hash, pack, threshold, candidates."""
+    searched = [o for o in outcomes if o.searched]
+    audit.append(
+        session,
+        actor,
+        "search",
+        "probe_image",
+        object_id,
+        **extra,
+        case_reference=case_reference,
+        purpose=purpose,
+        probe_sha256=probe_sha256,
+        pack=pack,
+        threshold=threshold,
+        faces_searched=len(searched),
+        poor_face_override=any(o.override for o in searched),
+        candidates_returned=sum(len(o.candidates) for o in searched),
+        candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
+    )
+
+
+class SearchService:
+    """The one-off synchronous search of one still (API ``POST /search`` and ``rfr search``)."""
+
+    def __init__(self, pipeline: FacePipeline, searcher: GallerySearcher, factory: sessionmaker[Session]) -> None:
+        self.pipeline = pipeline
+        self.searcher = searcher
+        self.factory = factory
+
+    def search_still(
+        self,
+        actor: Principal,
+        data: bytes,
+        case_reference: str,
+        purpose: str,
+        search_poor_faces: bool = False,
+        threshold: float | None = None,
+        override_reason: str = "",
+    ) -> dict[str, Any]:
+        """Every face of the still and its candidates, audited; a threshold below the pack's needs a
+        confirmer and a reason (R4), recorded."""
+        if not case_reference.strip() or not purpose.strip():
+            raise InvalidRequest("case_reference and purpose are required")
+        pack_threshold = self.searcher.threshold
+        used = pack_threshold if threshold is None else threshold
+        if used < pack_threshold:
+            if not actor.can(Permission.OVERRIDE_THRESHOLD):
+                raise Forbidden(f"a threshold below the pack's {pack_threshold} needs the confirmer role")
+            if not override_reason.strip():
+                raise InvalidRequest("a threshold override needs a reason")
+        image = self.pipeline.decode(data)
+        outcomes = analyse_and_search(self.pipeline, self.searcher, self.factory, image, search_poor_faces, used)
+        pack = self.pipeline.pack_id
+        with self.factory() as session, session.begin():
+            digest = sha256_bytes(data)
+            if used != pack_threshold:
+                audit.append(
+                    session,
+                    actor,
+                    "threshold_override",
+                    "search",
+                    digest,
+                    pack=pack,
+                    pack_threshold=pack_threshold,
+                    threshold=used,
+                    reason=override_reason.strip(),
+                )
+            audit_search(
+                session,
+                actor,
+                digest,
+                outcomes,
+                case_reference=case_reference,
+                purpose=purpose,
+                probe_sha256=digest,
+                pack=pack,
+                threshold=used,
+            )
+        return {
+            "pack_id": pack,
+            "threshold": used,
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+            "faces": [o.to_dict(i) for i, o in enumerate(outcomes)],
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,12 +15,12 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
-from service.domain.faces import FaceRecord
 from service.domain.roles import Principal
-from service.embeddings.pipeline import FacePipeline
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceError
 from service.services import audit
-from service.services.search import CandidateHit, GallerySearcher
+
+# Decodes an upload's bytes into pixels, or raises a typed error (``service.embeddings.decode``).
+Decoder = Callable[[bytes], NDArray[np.uint8]]
 
 IMAGE_STATUSES = ("queued", "processing", "done", "failed")
 
@@ -43,95 +44,24 @@ class Upload:
     provenance: ProbeProvenance = field(default_factory=ProbeProvenance)
 
 
-@dataclass(frozen=True, slots=True)
-class FaceOutcome:
-    record: FaceRecord
-    searched: bool
-    override: bool
-    candidates: list[CandidateHit]
-
-    def to_dict(self, index: int) -> dict[str, Any]:
-        return {
-            "face_index": index,
-            **self.record.to_dict(),
-            "searched": self.searched,
-            "poor_face_override": self.override,
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
-
-
-def analyse_and_search(
-    pipeline: FacePipeline,
-    searcher: GallerySearcher,
-    factory: sessionmaker[Session],
-    image: NDArray[np.uint8],
-    search_poor_faces: bool,
-    threshold: float | None = None,
-) -> list[FaceOutcome]:
-    """Every face of one decoded still with its quality verdict; usable faces (or all, on override) searched.
-
-    Inference runs outside any database transaction; only the candidate look-up uses one.
-    """
-    faces = pipeline.analyse(image).faces
-    to_search = [i for i, f in enumerate(faces) if f.quality.usable or search_poor_faces]
-    hits: dict[int, list[CandidateHit]] = {}
-    if to_search:
-        queries = np.stack([faces[i].embedding for i in to_search])
-        found_all = searcher.search(queries, pipeline.pack_id, threshold=threshold)
-        for i, found in zip(to_search, found_all, strict=True):
-            hits[i] = found
-    return [
-        FaceOutcome(
-            record=face,
-            searched=i in hits,
-            override=i in hits and not face.quality.usable,
-            candidates=hits.get(i, []),
-        )
-        for i, face in enumerate(faces)
-    ]
-
-
-def audit_search(
-    session: Session,
-    actor: Principal,
-    object_id: object,
-    outcomes: list[FaceOutcome],
-    *,
-    case_reference: str,
-    purpose: str,
-    probe_sha256: str,
-    pack: str,
-    threshold: float,
-    **extra: Any,
-) -> None:
-    """Record a search as R1 asks: who, role, purpose, case, probe hash, pack, threshold, candidates."""
-    searched = [o for o in outcomes if o.searched]
-    audit.append(
-        session,
-        actor,
-        "search",
-        "probe_image",
-        object_id,
-        **extra,
-        case_reference=case_reference,
-        purpose=purpose,
-        probe_sha256=probe_sha256,
-        pack=pack,
-        threshold=threshold,
-        faces_searched=len(searched),
-        poor_face_override=any(o.override for o in searched),
-        candidates_returned=sum(len(o.candidates) for o in searched),
-        candidate_subject_ids=sorted({c.subject_id for o in searched for c in o.candidates}),
-    )
+def visible_submission(session: Session, actor: Principal, submission_id: int) -> Submission:
+    """The submission if ``actor`` may see it; analysts see only their own (404 otherwise)."""
+    submission = session.get(Submission, submission_id)
+    if submission is None or not (actor.reads_everything or submission.submitted_by == actor.username):
+        raise NotFound(f"submission {submission_id} not found")
+    return submission
 
 
 class SubmissionService:
+    """Needs no model: uploads are validated by ``decode``, the pack named by ``pack_id``."""
+
     def __init__(
-        self, factory: sessionmaker[Session], pipeline: FacePipeline, store: ImageStore, max_bytes: int
+        self, factory: sessionmaker[Session], store: ImageStore, decode: Decoder, pack_id: str, max_bytes: int
     ) -> None:
         self.factory = factory
-        self.pipeline = pipeline
         self.store = store
+        self.decode = decode
+        self.pack_id = pack_id
         self.max_bytes = max_bytes
 
     def create(self, actor: Principal, case_reference: str, purpose: str, search_poor_faces: bool = False) -> int:
@@ -144,7 +74,7 @@ class SubmissionService:
                 submitted_by=actor.username,
                 submitted_role=str(actor.role),
                 search_poor_faces=search_poor_faces,
-                pack_id=self.pipeline.pack_id,
+                pack_id=self.pack_id,
             )
             session.add(submission)
             session.flush()
@@ -160,13 +90,6 @@ class SubmissionService:
             )
             return int(submission.id)
 
-    def visible(self, session: Session, actor: Principal, submission_id: int) -> Submission:
-        """The submission if ``actor`` may see it; analysts see only their own (404 otherwise)."""
-        submission = session.get(Submission, submission_id)
-        if submission is None or not (actor.reads_everything or submission.submitted_by == actor.username):
-            raise NotFound(f"submission {submission_id} not found")
-        return submission
-
     def validate(self, upload: Upload) -> tuple[int, int]:
         """Refuse an upload that is over-size or not a decodable image; returns its size."""
         if len(upload.data) > self.max_bytes:
@@ -174,7 +97,7 @@ class SubmissionService:
                 f"{upload.file_name}: {len(upload.data)} bytes exceeds the limit of {self.max_bytes} bytes"
             )
         try:
-            image = self.pipeline.decode(upload.data)
+            image = self.decode(upload.data)
         except ServiceError as exc:
             raise type(exc)(f"{upload.file_name}: {exc.message}") from exc
         return int(image.shape[1]), int(image.shape[0])
@@ -184,7 +107,7 @@ class SubmissionService:
         if not uploads:
             raise InvalidRequest("no images in the request")
         with read_session(self.factory) as session:
-            submission = self.visible(session, actor, submission_id)
+            submission = visible_submission(session, actor, submission_id)
             if submission.submitted_by != actor.username:
                 raise NotFound(f"submission {submission_id} not found")
         sizes = [self.validate(upload) for upload in uploads]
@@ -217,7 +140,7 @@ class SubmissionService:
     ) -> int:
         """Record a file that could not be accepted as a failed image, so nothing submitted is lost silently."""
         with self.factory() as session, session.begin():
-            self.visible(session, actor, submission_id)
+            visible_submission(session, actor, submission_id)
             image = ProbeImage(
                 submission_id=submission_id,
                 file_name=file_name[:255],
@@ -282,7 +205,7 @@ class SubmissionService:
 
     def get(self, actor: Principal, submission_id: int) -> dict[str, Any]:
         with read_session(self.factory) as session:
-            submission = self.visible(session, actor, submission_id)
+            submission = visible_submission(session, actor, submission_id)
             summary = self._summary(session, submission)
             summary["images"] = [
                 {
@@ -299,7 +222,7 @@ class SubmissionService:
     def results(self, actor: Principal, submission_id: int) -> dict[str, Any]:
         """Every image's faces and candidates; the view is recorded in the audit trail (R1)."""
         with self.factory() as session, session.begin():
-            submission = self.visible(session, actor, submission_id)
+            submission = visible_submission(session, actor, submission_id)
             audit.append(
                 session, actor, "results_viewed", "submission", submission_id, case_reference=submission.case_reference
             )
@@ -319,11 +242,22 @@ class SubmissionService:
                     "status": image.status,
                     "error": {"code": image.error_code, "message": image.error_message} if image.error_code else None,
                     **_provenance(image),
+                    "width": image.width,
+                    "height": image.height,
                     "faces": [_face_dict(face) for face in image.faces],
                 }
                 for image in images
             ]
             return summary
+
+    def submission_of_face(self, actor: Principal, face_id: int) -> int:
+        """The id of the submission a probe face belongs to, if ``actor`` may see it (404 otherwise)."""
+        with read_session(self.factory) as session:
+            face = session.get(ProbeFace, face_id)
+            image = session.get(ProbeImage, face.probe_image_id) if face is not None else None
+            if image is None:
+                raise NotFound(f"probe face {face_id} not found")
+            return int(visible_submission(session, actor, image.submission_id).id)
 
 
 def _provenance(image: ProbeImage) -> dict[str, Any]:

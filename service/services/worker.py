@@ -26,12 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.config import WorkerSettings
 from service.db.image_store import ImageStore
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.db.vectors import embedding_to_bytes
 from service.domain.roles import Principal, Role
+from service.domain.search import FaceOutcome
 from service.embeddings.pipeline import FacePipeline
 from service.errors import ServiceError
-from service.services.gallery import embedding_to_bytes
-from service.services.search import GallerySearcher
-from service.services.submissions import FaceOutcome, analyse_and_search, audit_search
+from service.services.search import GallerySearcher, analyse_and_search, audit_search
 
 if TYPE_CHECKING:
     from service.services.linking import LinkingService

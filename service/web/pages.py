@@ -1,9 +1,12 @@
 """Server-rendered pages for analysts, reviewers, confirmers, auditors and admins.
 
-Pages use the same services and the same permission table as the HTTP API. Signing in sets an
+Pages are as thin as the API's routers: they call the same services with the same permission
+table, so a page view and an API read write the same audit events. Handlers that must read a
+form are ``async`` and run every service call in the thread pool; the rest are plain ``def``
+(FastAPI runs them in the thread pool): nothing blocks the event loop. Signing in sets an
 HttpOnly, SameSite=Strict session cookie; every form also carries a CSRF token derived from the
-session. Images are served by the API's image endpoints (audited, ``Cache-Control: no-store``);
-pages are never cached either. URLs carry opaque ids only.
+session. Images are served by the API's image endpoints or the audited media service
+(``Cache-Control: no-store``); pages are never cached either. URLs carry opaque ids only.
 """
 
 from __future__ import annotations
@@ -16,27 +19,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
-from service.api.auth import RuntimeDep
-from service.db.models import AuditEvent, Candidate, CustodyImage, ProbeFace, ProbeImage, Subject
+from service.api.deps import SESSION_COOKIE, RuntimeDep
+from service.api.media import NO_STORE, image_response
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unauthenticated
-from service.services import audit
-from service.services.review import sprint_report
+from service.runtime import Runtime
+from service.services.audit import AuditFilter
 from service.services.submissions import ProbeProvenance, Upload
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
-COOKIE = "rfr_session"
-NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
+COOKIE = SESSION_COOKIE
 REPORT_ROWS = [
     ("Images supplied", "images_supplied"),
     ("Images with a face", "images_with_face"),
@@ -125,7 +126,9 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     target = str(form.get("next", "/ui"))
     target = target if target.startswith("/ui") else "/ui"
     try:
-        token, _, expires = rt.users.login(str(form.get("username", "")), str(form.get("password", "")))
+        token, _, expires = await run_in_threadpool(
+            rt.users.login, str(form.get("username", "")), str(form.get("password", ""))
+        )
     except Unauthenticated as exc:
         return render(request, "login.html", 401, next=target, error=exc.message)
     response = RedirectResponse(target, status_code=303)
@@ -136,7 +139,7 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
 @router.post("/logout")
 async def logout(request: Request, rt: RuntimeDep, _: PagePrincipal) -> Response:
     await check_csrf(request)
-    rt.users.logout(request.cookies.get(COOKIE, ""))
+    await run_in_threadpool(rt.users.logout, request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -190,8 +193,12 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
         supplied_by=_text(form, "supplied_by"),
         witness_statement=_text(form, "witness_statement") == "true",
     )
-    submission_id = rt.submissions.create(
-        principal, _text(form, "case_reference"), _text(form, "purpose"), _text(form, "search_poor_faces") == "true"
+    submission_id = await run_in_threadpool(
+        rt.submissions.create,
+        principal,
+        _text(form, "case_reference"),
+        _text(form, "purpose"),
+        _text(form, "search_poor_faces") == "true",
     )
     limit = rt.settings.images.max_bytes
     for upload in files:
@@ -200,40 +207,27 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
         try:
             if len(data) > limit:
                 raise InvalidRequest(f"{name}: exceeds the limit of {limit} bytes", code="payload_too_large")
-            rt.submissions.add_images(principal, submission_id, [Upload(name, data, provenance)])
+            await run_in_threadpool(
+                rt.submissions.add_images, principal, submission_id, [Upload(name, data, provenance)]
+            )
         except ServiceError as exc:  # recorded as a failed image: nothing submitted is lost silently
-            rt.submissions.add_rejected(principal, submission_id, name, data[:limit], exc.code, exc.message)
+            await run_in_threadpool(
+                rt.submissions.add_rejected, principal, submission_id, name, data[:limit], exc.code, exc.message
+            )
     return RedirectResponse(f"/ui/submissions/{submission_id}", status_code=303)
-
-
-def _results(rt: Any, principal: Principal, submission_id: int) -> dict[str, Any]:
-    results: dict[str, Any] = rt.submissions.results(principal, submission_id)
-    with rt.factory() as session:
-        sizes = dict(
-            (i, (w, h))
-            for i, w, h in session.execute(
-                select(ProbeImage.id, ProbeImage.width, ProbeImage.height).where(
-                    ProbeImage.submission_id == submission_id
-                )
-            ).all()
-        )
-    for image in results["images"]:
-        image["width"], image["height"] = sizes.get(image["id"], (1, 1))
-    return results
 
 
 @router.get("/ui/submissions/{submission_id}", response_class=HTMLResponse)
 def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
-    results = _results(rt, principal, submission_id)
+    results = rt.submissions.results(principal, submission_id)
     return render(request, "submission.html", s=results, images=results["images"])
 
 
 @router.get("/ui/submissions/{submission_id}/report", response_class=HTMLResponse)
 def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
-    with rt.factory() as session:
-        report = sprint_report(session, rt.submissions.visible(session, principal, submission_id))
+    report = rt.review.report(principal, submission_id)
     top = max([report[key] for _, key in REPORT_ROWS] + [1])
     return render(request, "report.html", r=report, rows=REPORT_ROWS, top=top)
 
@@ -251,15 +245,9 @@ def review_queue_page(
     return render(request, "review_queue.html", items=rt.review.queue(state, 500), state=state)
 
 
-def _face_context(rt: Any, principal: Principal, face_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    with rt.factory() as session:
-        face = session.get(ProbeFace, face_id)
-        if face is None:
-            raise NotFound(f"probe face {face_id} not found")
-        probe = session.get(ProbeImage, face.probe_image_id)
-        assert probe is not None
-        submission_id = probe.submission_id
-    results = _results(rt, principal, submission_id)
+def _face_context(rt: Runtime, principal: Principal, face_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    submission_id = rt.submissions.submission_of_face(principal, face_id)
+    results = rt.submissions.results(principal, submission_id)
     for image in results["images"]:
         for f in image["faces"]:
             if f["id"] == face_id:
@@ -297,21 +285,25 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
     form = await check_csrf(request)
     action, _, outcome = _text(form, "action").partition(":")
     state = _text(form, "state") or "unreviewed"
-    before = [item["face_id"] for item in rt.review.queue(state, 1000)]
     candidate = _text(form, "candidate_id")
     version = _text(form, "expected_version")
-    rt.review.decide(
-        principal,
-        face_id,
-        action,
-        outcome or None,
-        int(candidate) if outcome == "possible_match" and candidate.isdigit() else None,
-        _text(form, "note"),
-        int(version) if version.isdigit() else None,
-    )
-    later = [f for f in before[before.index(face_id) + 1 :]] if face_id in before else before
-    remaining = set(item["face_id"] for item in rt.review.queue(state, 1000))
-    upcoming = next((f for f in later if f in remaining), None)
+
+    def decide_then_next() -> int | None:
+        before = [item["face_id"] for item in rt.review.queue(state, 1000)]
+        rt.review.decide(
+            principal,
+            face_id,
+            action,
+            outcome or None,
+            int(candidate) if outcome == "possible_match" and candidate.isdigit() else None,
+            _text(form, "note"),
+            int(version) if version.isdigit() else None,
+        )
+        later = before[before.index(face_id) + 1 :] if face_id in before else before
+        remaining = {item["face_id"] for item in rt.review.queue(state, 1000)}
+        return next((f for f in later if f in remaining), None)
+
+    upcoming = await run_in_threadpool(decide_then_next)
     target = f"/ui/review/faces/{upcoming}?state={state}" if upcoming else f"/ui/review?state={state}"
     return RedirectResponse(target, status_code=303)
 
@@ -320,27 +312,7 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
 def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
     """The probe face, cropped with a margin, for side-by-side review (audited like the still)."""
     need(principal, "read_own_submissions", "read_all_submissions")
-    with rt.factory() as session, session.begin():
-        face = session.get(ProbeFace, face_id)
-        if face is None:
-            raise NotFound(f"probe face {face_id} not found")
-        image = session.get(ProbeImage, face.probe_image_id)
-        assert image is not None
-        rt.submissions.visible(session, principal, image.submission_id)
-        audit.append(
-            session, principal, "probe_image_viewed", "probe_face", face_id, crop=True, probe_image_id=image.id
-        )
-        data = rt.store.get(image.sha256)
-    pixels = rt.pipeline.decode(data)
-    x, y, w, h = face.box
-    margin = 0.35 * max(w, h)
-    x0, y0 = max(0, int(x - margin)), max(0, int(y - margin))
-    x1 = min(pixels.shape[1], int(x + w + margin))
-    y1 = min(pixels.shape[0], int(y + h + margin))
-    ok, encoded = cv2.imencode(".jpg", pixels[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-    if not ok:
-        raise NotFound("face crop could not be produced")
-    return Response(encoded.tobytes(), media_type="image/jpeg", headers=NO_STORE)
+    return image_response(rt.media.face_crop(principal, face_id))
 
 
 # -- subjects, audit, admin --------------------------------------------------------------------
@@ -349,69 +321,37 @@ def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Respons
 @router.get("/ui/subjects/{subject_id}", response_class=HTMLResponse)
 def subject_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, subject_id: int) -> HTMLResponse:
     need(principal, "read_gallery")
-    with rt.factory() as session:
-        subject = session.get(Subject, subject_id)
-        if subject is None:
-            raise NotFound(f"subject {subject_id} not found")
-        images = list(session.scalars(select(CustodyImage).where(CustodyImage.subject_id == subject_id)))
-        rows = session.execute(
-            select(ProbeImage, Candidate)
-            .join(ProbeFace, ProbeFace.probe_image_id == ProbeImage.id)
-            .join(Candidate, Candidate.id == ProbeFace.review_candidate_id)
-            .where(
-                Candidate.subject_id == subject_id,
-                ProbeFace.review_state == "confirmed",
-                ProbeFace.review_outcome == "possible_match",
-            )
-            .order_by(ProbeImage.captured_at)
-        ).all()
-        appearances = [
-            {
-                "captured_at": i.captured_at.isoformat() if i.captured_at else None,
-                "retailer": i.retailer,
-                "store": i.store,
-                "incident_reference": i.incident_reference,
-                "submission_id": i.submission_id,
-                "score": c.score,
-            }
-            for i, c in rows
-        ]
-    return render(request, "subject.html", subject=subject, images=images, appearances=appearances)
+    subject = rt.gallery.subject(subject_id)
+    history = rt.linking.subject_appearances(principal, subject_id)  # audited, as the API's read
+    return render(request, "subject.html", subject=subject, appearances=history["appearances"])
 
 
 @router.get("/ui/custody-images/{image_id}")
 def custody_image(rt: RuntimeDep, principal: PagePrincipal, image_id: int) -> Response:
     need(principal, "read_gallery")
-    with rt.factory() as session, session.begin():
-        image = session.get(CustodyImage, image_id)
-        if image is None:
-            raise NotFound(f"custody image {image_id} not found")
-        audit.append(session, principal, "custody_image_viewed", "custody_image", image_id, subject_id=image.subject_id)
-        data = rt.store.get(image.sha256)
-    return Response(data, media_type="application/octet-stream", headers=NO_STORE)
+    return image_response(rt.media.custody_image(principal, image_id))
 
 
-async def _audit_page(request: Request, rt: Any, filters: dict[str, str]) -> HTMLResponse:
-    with rt.factory() as session:
-        events = audit.query(
-            session,
+def _audit_page(request: Request, rt: Runtime, filters: dict[str, str]) -> HTMLResponse:
+    """The last 500 matching events, newest first, and the chain's verification (runs off the loop)."""
+    events = rt.audit.latest(
+        AuditFilter(
             actor=filters.get("user") or None,
             action=filters.get("action") or None,
             object_type=filters.get("object_type") or None,
             object_id=filters.get("object_id") or None,
-            limit=1_000_000,
-        )[-500:]
-        actions = sorted({e for e in session.scalars(select(AuditEvent.action).distinct())})
-    rows = [audit.event_dict(e) | {"details_text": json.dumps(e.details, sort_keys=True)} for e in reversed(events)]
+        )
+    )
+    rows = [e | {"details_text": json.dumps(e["details"], sort_keys=True)} for e in events]
     return render(
-        request, "audit.html", events=rows, verification=audit.verify(rt.factory), filters=filters, actions=actions
+        request, "audit.html", events=rows, verification=rt.audit.verify(), filters=filters, actions=rt.audit.actions()
     )
 
 
 @router.get("/ui/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
+def audit_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
     need(principal, "read_audit")
-    return await _audit_page(request, rt, {})
+    return _audit_page(request, rt, {})
 
 
 @router.post("/ui/audit", response_class=HTMLResponse)
@@ -419,7 +359,7 @@ async def audit_filter(request: Request, rt: RuntimeDep, principal: PagePrincipa
     need(principal, "read_audit")
     form = await check_csrf(request)
     keys = ("user", "action", "object_type", "object_id")
-    return await _audit_page(request, rt, {k: _text(form, k) for k in keys})
+    return await run_in_threadpool(_audit_page, request, rt, {k: _text(form, k) for k in keys})
 
 
 @router.get("/ui/admin", response_class=HTMLResponse)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from service.app import Runtime
 from service.config import Settings, WorkerSettings
 from service.domain.roles import Role, operator_principal
 from service.embeddings.pipeline import FacePipeline
+from service.runtime import Runtime
 from tests.conftest import lfw_path
 
 OPERATOR = operator_principal()

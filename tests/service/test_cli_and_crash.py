@@ -12,11 +12,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from service.app import Runtime
 from service.config import Settings
 from service.db.engine import make_engine, session_factory
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage
 from service.embeddings.pipeline import FacePipeline
+from service.runtime import Runtime
 from tests.conftest import lfw_path
 from tests.service.conftest import OPERATOR, make_settings
 

@@ -9,10 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service.app import Runtime, create_app
+from service.app import create_app
 from service.config import Settings
 from service.db.models import CustodyImage, FaceTemplate, Subject
 from service.embeddings.pipeline import FacePipeline
+from service.runtime import Runtime
 from tests.conftest import encode, lfw_path
 from tests.service.conftest import ENROLLED, OPERATOR, auth, make_settings
 

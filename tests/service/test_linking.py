@@ -22,10 +22,11 @@ from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select, update
 
-from service.app import Runtime, create_app
+from service.app import create_app
 from service.db.engine import alembic_config, make_engine, migrate
 from service.db.models import Candidate, GroupMember, ProbeFace, ProbeImage, Submission, UnknownGroup
 from service.domain.linking import LinkRule, UnknownFaceIndex, normalised, pairwise_scores
+from service.runtime import Runtime
 from service.services.linking import LinkingService
 from tests.conftest import lfw_path
 from tests.service.conftest import DISTRACTORS, ENROLLED, OPERATOR, auth

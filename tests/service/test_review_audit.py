@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 
-from service.app import Runtime, create_app
+from service.app import create_app
 from service.db.models import (
     AuditEvent,
     Candidate,
@@ -27,6 +27,7 @@ from service.db.models import (
 )
 from service.domain.roles import Principal, Role
 from service.errors import Forbidden, ServiceError
+from service.runtime import Runtime
 from service.services import audit
 from tests.conftest import lfw_path
 from tests.service.conftest import PASSWORD, USERS, auth

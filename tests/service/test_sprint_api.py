@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from service.app import Runtime, create_app
+from service.app import create_app
 from service.db.models import Candidate, ProbeFace, ProbeImage, Submission
 from service.errors import PackMismatch
+from service.runtime import Runtime
 from tests.conftest import encode, lfw_path, lfw_rgb
 from tests.service.conftest import ENROLLED, NOT_ENROLLED, auth
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from service.app import Runtime
 from service.db.engine import make_engine, migrate, read_session, session_factory
 from service.db.models import Job, ProbeFace, ProbeImage
 from service.domain.roles import Principal, Role
+from service.runtime import Runtime
 from service.services.submissions import Upload
 from service.services.worker import JobWorker
 from tests.conftest import lfw_path

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from service.app import Runtime, create_app
+from service.app import create_app
 from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
 from service.embeddings.pipeline import FacePipeline
+from service.runtime import Runtime
 from tests.conftest import PROJECT_ROOT, lfw_path
 
 playwright_sync = pytest.importorskip("playwright.sync_api")

@@ -1,18 +1,19 @@
-"""Authentication (bearer tokens) and the per-endpoint permission check (R10)."""
+"""What every router depends on: the runtime, the signed-in principal (R10) and bounded uploads."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.app import Runtime
 from service.domain.roles import Permission, Principal
-from service.errors import Forbidden, Unauthenticated
+from service.errors import Forbidden, PayloadTooLarge, Unauthenticated
+from service.runtime import Runtime
 
 bearer = HTTPBearer(auto_error=False, description="a session token from POST /auth/login, or an API token")
+SESSION_COOKIE = "rfr_session"
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -28,7 +29,7 @@ def current_principal(
     rt: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    token = credentials.credentials if credentials is not None else request.cookies.get("rfr_session")
+    token = credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
     if not token:
         raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>'")
     principal = rt.users.authenticate(token)
@@ -52,3 +53,11 @@ def require(*permissions: Permission) -> Callable[[Principal], Principal]:
 
 def Allowed(*permissions: Permission) -> object:
     return Depends(require(*permissions))
+
+
+def read_upload(upload: UploadFile, limit: int) -> bytes:
+    """Read at most ``limit`` bytes; refuse anything larger with 413."""
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"{upload.filename}: exceeds the limit of {limit} bytes")
+    return data

@@ -1,4 +1,4 @@
-"""Sign-in, users and tokens."""
+"""Sign-in, users and tokens (R10)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.api.auth import Allowed, CurrentPrincipal, RuntimeDep
-from service.api.routes import ERRORS
+from service.api.deps import SESSION_COOKIE, Allowed, CurrentPrincipal, RuntimeDep
+from service.api.errors import ERRORS
 from service.api.schemas import LoginRequest, LoginResponse, Me, PasswordReset, TokenOut, UserCreate, UserOut
 from service.domain.roles import PERMISSIONS, Principal
 from service.domain.roles import Permission as P
@@ -20,17 +20,17 @@ router = APIRouter(responses=ERRORS)
 def login(rt: RuntimeDep, body: LoginRequest, response: Response) -> dict[str, Any]:
     """Exchange a user name and password for a session token (also set as an HttpOnly cookie)."""
     token, principal, expires = rt.users.login(body.username, body.password)
-    response.set_cookie("rfr_session", token, httponly=True, samesite="strict", expires=expires)
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", expires=expires)
     return {"token": token, "expires_at": expires, "username": principal.username, "role": principal.role}
 
 
 @router.post("/auth/logout", status_code=204, tags=["auth"])
 def logout(rt: RuntimeDep, request: Request, _: CurrentPrincipal) -> Response:
     header = request.headers.get("authorization", "")
-    token = header.removeprefix("Bearer ").strip() or request.cookies.get("rfr_session", "")
+    token = header.removeprefix("Bearer ").strip() or request.cookies.get(SESSION_COOKIE, "")
     rt.users.logout(token)
     response = Response(status_code=204)
-    response.delete_cookie("rfr_session")
+    response.delete_cookie(SESSION_COOKIE)
     return response
 
 

@@ -1,0 +1,131 @@
+"""Sprints over HTTP: create a submission, upload its stills with provenance, read progress and results."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+
+from service.api.deps import Allowed, RuntimeDep, read_upload
+from service.api.errors import ERRORS
+from service.api.schemas import SubmissionCreate, SubmissionDetail, SubmissionResults, SubmissionSummary, UploadAccepted
+from service.domain.roles import Permission as P
+from service.domain.roles import Principal
+from service.errors import InvalidRequest
+from service.services.submissions import ProbeProvenance, Upload
+
+router = APIRouter(responses=ERRORS)
+
+
+@router.post("/submissions", response_model=SubmissionSummary, status_code=201, tags=["submissions"])
+def create_submission(
+    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.SUBMIT)], body: SubmissionCreate
+) -> dict[str, Any]:
+    """Create a sprint; then upload its stills to ``/submissions/{id}/images``."""
+    submission_id = rt.submissions.create(actor, body.case_reference, body.purpose, body.search_poor_faces)
+    return rt.submissions.get(actor, submission_id)
+
+
+@router.get("/submissions", response_model=list[SubmissionSummary], tags=["submissions"])
+def list_submissions(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict[str, Any]]:
+    return rt.submissions.list_visible(actor, limit, offset)
+
+
+def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str | None) -> ProbeProvenance:
+    if not raw:
+        return defaults
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"provenance is not valid JSON: {exc.msg}") from exc
+    entry: Any = None
+    if isinstance(parsed, list):
+        entry = parsed[index] if index < len(parsed) else None
+    elif isinstance(parsed, dict):
+        entry = parsed.get(name)
+    else:
+        raise InvalidRequest("provenance must be a JSON list (one per file) or an object keyed by file name")
+    if entry is None:
+        return defaults
+    if not isinstance(entry, dict):
+        raise InvalidRequest(f"provenance for {name} must be an object")
+    allowed = {"retailer", "store", "incident_reference", "captured_at", "supplied_by", "witness_statement"}
+    unknown = set(entry) - allowed
+    if unknown:
+        raise InvalidRequest(f"unknown provenance fields for {name}: {sorted(unknown)}")
+    captured = entry.get("captured_at", defaults.captured_at)
+    if isinstance(captured, str):
+        try:
+            captured = datetime.fromisoformat(captured)
+        except ValueError as exc:
+            raise InvalidRequest(f"captured_at for {name} is not an ISO 8601 date-time") from exc
+    return ProbeProvenance(
+        retailer=str(entry.get("retailer", defaults.retailer)),
+        store=str(entry.get("store", defaults.store)),
+        incident_reference=str(entry.get("incident_reference", defaults.incident_reference)),
+        captured_at=captured,
+        supplied_by=str(entry.get("supplied_by", defaults.supplied_by)),
+        witness_statement=bool(entry.get("witness_statement", defaults.witness_statement)),
+    )
+
+
+@router.post(
+    "/submissions/{submission_id}/images",
+    response_model=UploadAccepted,
+    status_code=202,
+    tags=["submissions"],
+)
+def upload_images(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.SUBMIT)],
+    submission_id: int,
+    files: Annotated[list[UploadFile], File(description="one or more stills")],
+    retailer: Annotated[str, Form(max_length=200)] = "",
+    store: Annotated[str, Form(max_length=200)] = "",
+    incident_reference: Annotated[str, Form(max_length=200)] = "",
+    captured_at: Annotated[datetime | None, Form()] = None,
+    supplied_by: Annotated[str, Form(max_length=200)] = "",
+    witness_statement: Annotated[bool, Form()] = False,
+    provenance: Annotated[
+        str | None,
+        Form(description="JSON: a list (one object per file) or an object keyed by file name; overrides the fields"),
+    ] = None,
+) -> dict[str, Any]:
+    """Upload stills with provenance; they are queued and processed in the background.
+
+    The request is all or nothing: if any file is empty, unreadable or over-size, nothing is stored.
+    """
+    defaults = ProbeProvenance(retailer, store, incident_reference, captured_at, supplied_by, witness_statement)
+    uploads = []
+    for i, upload in enumerate(files):
+        name = upload.filename or f"upload-{i + 1}"
+        data = read_upload(upload, rt.settings.images.max_bytes)
+        uploads.append(Upload(name, data, _provenance_for(name, i, defaults, provenance)))
+    ids = rt.submissions.add_images(actor, submission_id, uploads)
+    return {"submission_id": submission_id, "image_ids": ids}
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionDetail, tags=["submissions"])
+def get_submission(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    submission_id: int,
+) -> dict[str, Any]:
+    return rt.submissions.get(actor, submission_id)
+
+
+@router.get("/submissions/{submission_id}/results", response_model=SubmissionResults, tags=["submissions"])
+def submission_results(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    submission_id: int,
+) -> dict[str, Any]:
+    """Per image and face: quality, whether searched, and the top-k candidates with scores (audited view)."""
+    return rt.submissions.results(actor, submission_id)

@@ -1,0 +1,47 @@
+"""What a 1:N search returns for one probe face: its ranked candidates, one per subject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from service.domain.faces import FaceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateHit:
+    rank: int
+    subject_id: int
+    custody_reference: str
+    template_id: int
+    score: float
+    above_threshold: bool
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rank": self.rank,
+            "custody_reference": self.custody_reference,
+            "subject_id": self.subject_id,
+            "template_id": self.template_id,
+            "score": round(self.score, 4),
+            "above_threshold": self.above_threshold,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FaceOutcome:
+    """One face of a still: the pipeline's record, whether it was searched (and on override), its candidates."""
+
+    record: FaceRecord
+    searched: bool
+    override: bool
+    candidates: list[CandidateHit]
+
+    def to_dict(self, index: int) -> dict[str, Any]:
+        return {
+            "face_index": index,
+            **self.record.to_dict(),
+            "searched": self.searched,
+            "poor_face_override": self.override,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
