@@ -130,14 +130,15 @@ def lookalikes(root: Path, top: int) -> dict[str, Any]:
     keys = sorted({k for pair in pairs for k in pair})
     faces = embed_named_images(root, keys, "pairs")
     at = {(str(n), int(i)): j for j, (n, i) in enumerate(zip(faces.people, faces.numbers, strict=True))}
-    scored = []
+    ranked: list[tuple[float, str, str]] = []
     for a, b in pairs:
         ia, ib = at[a], at[b]
         if not (faces.usable[ia] and faces.usable[ib]):
             continue
-        score = float(faces.embeddings[ia] @ faces.embeddings[ib])
-        scored.append({"a": f"{a[0]}_{a[1]:04d}", "b": f"{b[0]}_{b[1]:04d}", "score": round(score, 4)})
-    scored.sort(key=lambda p: -p["score"])
+        score = round(float(faces.embeddings[ia] @ faces.embeddings[ib]), 4)
+        ranked.append((score, f"{a[0]}_{a[1]:04d}", f"{b[0]}_{b[1]:04d}"))
+    ranked.sort(key=lambda r: -r[0])  # stable: equal scores keep pairs.txt order
+    scored = [{"a": a, "b": b, "score": score} for score, a, b in ranked]
     scores = np.array([p["score"] for p in scored])
     return {
         "mismatched_pairs_scored": len(scored),

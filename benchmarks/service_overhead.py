@@ -19,21 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from benchmarks.common import DEFAULT_LFW_ROOT, default_out, peak_rss_mib, stamp, write_json
+from benchmarks.harness import ApiClient, Service, obtain_token, rfr_command, service_env, upload_images, wait_complete
 from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
 from service.runtime import Runtime
@@ -46,32 +42,6 @@ def people(root: Path) -> dict[str, list[Path]]:
         if images:
             out[folder.name] = images
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def service_env(data_dir: Path, database_url: str | None) -> dict[str, str]:
-    env = {**os.environ, "RFR_DATA_DIR": str(data_dir)}
-    if database_url:
-        env["RFR_DATABASE_URL"] = database_url
-    return env
-
-
-def rfr(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-        timeout=600,
-    )
-    return done.stdout
 
 
 def main() -> None:
@@ -125,54 +95,25 @@ def main() -> None:
     runtime.close()
 
     # 3. The same stills through the running service, over HTTP.
-    token = json.loads(
-        rfr(
-            service_env(data_dir, args.database_url),
-            "users",
-            "create",
-            "bench-analyst",
-            "--role",
-            "analyst",
-            "--password-stdin",
-            "--token",
-            "--json",
-            stdin="benchmark analyst pass 7\n",
-        )
-    )["token"]
-    port = free_port()
-    env = {**service_env(data_dir, args.database_url), "RFR_WORKER__POLL_SECONDS": "0.05"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}, timeout=120
-        )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if client.get("/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        sid = client.post("/submissions", json={"case_reference": "BENCH", "purpose": "service overhead"}).json()["id"]
-        started = time.perf_counter()
-        for chunk in range(0, len(probes), 50):
-            files = [
-                ("files", (path.name, datas[chunk + j], "image/jpeg"))
-                for j, (_, path) in enumerate(probes[chunk : chunk + 50])
-            ]
-            client.post(f"/submissions/{sid}/images", files=files).raise_for_status()
-        while client.get(f"/submissions/{sid}").json()["status"] != "complete":
-            time.sleep(0.1)
-        service_seconds = time.perf_counter() - started
-        results = client.get(f"/submissions/{sid}/results").json()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+    env = service_env(data_dir, database_url=args.database_url, settings={"RFR_WORKER__POLL_SECONDS": "0.05"})
+    service = Service(rfr_command(), data_dir, env)
+    token, auth_note = obtain_token(service, "bench-analyst")
+    if token is None:
+        raise SystemExit(auth_note)
+    with service.serve() as (url, server):
+        client = ApiClient(url, token, timeout=120)
+        try:
+            client.wait_healthy(120, server)
+            body = {"case_reference": "BENCH", "purpose": "service overhead"}
+            sid = int(client.post_json("/submissions", body)["id"])
+            files = [(path.name, data, "image/jpeg") for (_, path), data in zip(probes, datas, strict=True)]
+            started = time.perf_counter()
+            upload_images(client, sid, files, chunk=50)
+            wait_complete(client, sid, poll_s=0.1)
+            service_seconds = time.perf_counter() - started
+            results = client.get(f"/submissions/{sid}/results")
+        finally:
+            client.close()
     service_faces = sum(len(image["faces"]) for image in results["images"])
 
     n = len(probes)
