@@ -96,7 +96,7 @@ def _truthy(value: str | None) -> bool:
 
 
 def cmd_gallery_import(args: argparse.Namespace) -> int:
-    from service.services.gallery import SubjectProvenance
+    from service.domain.provenance import SubjectProvenance
 
     items: list[tuple[str, Path, SubjectProvenance]] = []
     if args.manifest:
@@ -159,7 +159,7 @@ def _probe_provenance(args: argparse.Namespace, folder: Path) -> Any:
     """A function file -> ProbeProvenance from the flags and an optional CSV keyed by file name."""
     from datetime import datetime
 
-    from service.services.submissions import ProbeProvenance
+    from service.domain.provenance import ProbeProvenance
 
     captured = datetime.fromisoformat(args.captured_at) if args.captured_at else None
     default = ProbeProvenance(

@@ -9,9 +9,9 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
 from service.api.schemas import DeletedSubject, EnrolResult, SubjectOut
+from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
-from service.services.gallery import SubjectProvenance
 
 router = APIRouter(responses=ERRORS, tags=["gallery"])
 

@@ -11,10 +11,11 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
 from service.api.schemas import SubmissionCreate, SubmissionDetail, SubmissionResults, SubmissionSummary, UploadAccepted
+from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.errors import InvalidRequest
-from service.services.submissions import ProbeProvenance, Upload
+from service.services.submissions import Upload
 
 router = APIRouter(responses=ERRORS)
 
@@ -39,6 +40,7 @@ def list_submissions(
 
 
 def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str | None) -> ProbeProvenance:
+    """The defaults, overridden by this file's entry of the ``provenance`` JSON (a list or keyed by name)."""
     if not raw:
         return defaults
     try:
@@ -56,24 +58,7 @@ def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str |
         return defaults
     if not isinstance(entry, dict):
         raise InvalidRequest(f"provenance for {name} must be an object")
-    allowed = {"retailer", "store", "incident_reference", "captured_at", "supplied_by", "witness_statement"}
-    unknown = set(entry) - allowed
-    if unknown:
-        raise InvalidRequest(f"unknown provenance fields for {name}: {sorted(unknown)}")
-    captured = entry.get("captured_at", defaults.captured_at)
-    if isinstance(captured, str):
-        try:
-            captured = datetime.fromisoformat(captured)
-        except ValueError as exc:
-            raise InvalidRequest(f"captured_at for {name} is not an ISO 8601 date-time") from exc
-    return ProbeProvenance(
-        retailer=str(entry.get("retailer", defaults.retailer)),
-        store=str(entry.get("store", defaults.store)),
-        incident_reference=str(entry.get("incident_reference", defaults.incident_reference)),
-        captured_at=captured,
-        supplied_by=str(entry.get("supplied_by", defaults.supplied_by)),
-        witness_statement=bool(entry.get("witness_statement", defaults.witness_statement)),
-    )
+    return defaults.updated(entry, name)
 
 
 @router.post(

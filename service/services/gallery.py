@@ -19,6 +19,7 @@ from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
 from service.db.vectors import embedding_from_bytes, embedding_to_bytes
 from service.domain.faces import FaceRecord
+from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Principal
 from service.embeddings.pipeline import FacePipeline
 from service.errors import InvalidRequest, NotFound, ServiceError
@@ -29,16 +30,6 @@ log = logging.getLogger(__name__)
 
 # A custody image may show other people far behind the subject; the subject's face must dominate.
 DOMINANT_AREA_RATIO = 2.5
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectProvenance:
-    """What R7 asks to keep on every gallery record."""
-
-    source: str = ""
-    lawful_basis: str = ""
-    conviction_status: str = "unknown"
-    under_18: bool = False
 
 
 @dataclass(frozen=True, slots=True)

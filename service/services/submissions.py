@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceError
 from service.services import audit
@@ -23,18 +24,6 @@ from service.services import audit
 Decoder = Callable[[bytes], NDArray[np.uint8]]
 
 IMAGE_STATUSES = ("queued", "processing", "done", "failed")
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeProvenance:
-    """What R8 asks to keep on every probe."""
-
-    retailer: str = ""
-    store: str = ""
-    incident_reference: str = ""
-    captured_at: datetime | None = None
-    supplied_by: str = ""
-    witness_statement: bool = False
 
 
 @dataclass(frozen=True, slots=True)

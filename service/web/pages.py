@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,11 +27,12 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import SESSION_COOKIE, RuntimeDep
 from service.api.media import NO_STORE, image_response
+from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unauthenticated
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
-from service.services.submissions import ProbeProvenance, Upload
+from service.services.submissions import Upload
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -180,19 +180,7 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
     files = [f for f in raw.getlist("files") + raw.getlist("folder") if isinstance(f, UploadFile) and f.filename]
     if not files:
         raise InvalidRequest("choose at least one still to upload")
-    captured = _text(form, "captured_at")
-    try:
-        when = datetime.fromisoformat(captured) if captured else None
-    except ValueError as exc:
-        raise InvalidRequest("captured at is not a date and time") from exc
-    provenance = ProbeProvenance(
-        retailer=_text(form, "retailer"),
-        store=_text(form, "store"),
-        incident_reference=_text(form, "incident_reference"),
-        captured_at=when,
-        supplied_by=_text(form, "supplied_by"),
-        witness_statement=_text(form, "witness_statement") == "true",
-    )
+    provenance = ProbeProvenance().updated({name: _text(form, name) for name in PROBE_FIELDS}, "the form")
     submission_id = await run_in_threadpool(
         rt.submissions.create,
         principal,
