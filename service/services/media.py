@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -83,6 +82,8 @@ class MediaService:
                 session, actor, "probe_image_viewed", "probe_face", face_id, crop=True, probe_image_id=image.id
             )
             data, box = self.store.get(image.sha256), face.box
+        import cv2  # only here: the storage tier's other commands never load OpenCV
+
         pixels = self.decode(data)
         x, y, w, h = box
         margin = CROP_MARGIN * max(w, h)
