@@ -12,6 +12,9 @@ from PIL import Image
 from service.config import Settings
 from service.embeddings.pipeline import FacePipeline
 
+# The database, gallery, users and tokens fixtures, for every folder that needs them.
+pytest_plugins = ["tests.fixtures"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LFW = (PROJECT_ROOT.parent / "shared" / "datasets" / "lfw").resolve()
 

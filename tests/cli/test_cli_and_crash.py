@@ -18,7 +18,7 @@ from service.db.engine import make_engine, session_factory
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage
 from service.embeddings.pipeline import FacePipeline
 from tests.conftest import lfw_path
-from tests.service.conftest import OPERATOR, make_settings
+from tests.fixtures import OPERATOR, make_settings
 
 
 def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw: object) -> subprocess.Popen[str]:
@@ -59,7 +59,7 @@ def link_folder(root: Path, people: dict[str, list[int]]) -> Path:
 def test_cli_import_submit_results_search(tmp_path: Path, database: str, settings: Settings) -> None:
     data_dir = tmp_path / "data"
     if database.startswith("postgresql"):
-        from tests.service.conftest import reset_postgres
+        from tests.fixtures import reset_postgres
 
         reset_postgres(database)
     else:
@@ -178,7 +178,7 @@ def test_worker_killed_mid_sprint_loses_and_duplicates_nothing(
     tmp_path: Path, database: str, settings: Settings, pipeline: FacePipeline
 ) -> None:
     if database.startswith("postgresql"):
-        from tests.service.conftest import reset_postgres
+        from tests.fixtures import reset_postgres
 
         reset_postgres(database)
     else:

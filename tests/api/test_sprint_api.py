@@ -12,9 +12,8 @@ from sqlalchemy import func, select
 
 from service.app import Runtime, create_app
 from service.db.models import Candidate, ProbeFace, ProbeImage, Submission
-from service.errors import PackMismatch
 from tests.conftest import encode, lfw_path, lfw_rgb
-from tests.service.conftest import ENROLLED, NOT_ENROLLED, auth
+from tests.fixtures import ENROLLED, NOT_ENROLLED, auth
 
 
 @pytest.fixture(scope="module")
@@ -197,13 +196,6 @@ def test_openapi_schema_is_complete(client: TestClient) -> None:
     results = schema["paths"]["/submissions/{submission_id}/results"]["get"]["responses"]
     assert "200" in results and "404" in results
     assert "CandidateOut" in schema["components"]["schemas"]
-
-
-def test_search_with_another_pack_is_refused(runtime: Runtime) -> None:
-    import numpy as np
-
-    with pytest.raises(PackMismatch):
-        runtime.searcher.search(np.zeros((1, 128), np.float32), "buffalo_l")
 
 
 def test_results_are_stored_once_per_face(runtime: Runtime) -> None:
