@@ -116,7 +116,8 @@ def rfr_cli(runtime: Runtime, *args: str) -> Any:
 def audit_events(client: TestClient, tokens: dict[str, str], action: str) -> list[dict[str, Any]]:
     response = client.get("/audit", params={"action": action, "limit": 5000}, headers=auth(tokens, "audrey"))
     assert response.status_code == 200, response.text
-    return response.json()  # type: ignore[no-any-return]
+    events: list[dict[str, Any]] = response.json()
+    return events
 
 
 def test_test_people_are_not_in_the_gallery() -> None:
@@ -232,7 +233,9 @@ def test_two_different_look_alike_people_never_merge_at_the_default_setting(
             session.execute(select(ProbeFace.id, ProbeFace.embedding).where(ProbeFace.id.in_(owner))).all()
         )
     for (first, second), score in pair_faces:
-        measured = float(np.frombuffer(embedding[first], "<f4") @ np.frombuffer(embedding[second], "<f4"))
+        first_vector, second_vector = embedding[first], embedding[second]
+        assert first_vector is not None and second_vector is not None
+        measured = float(np.frombuffer(first_vector, "<f4") @ np.frombuffer(second_vector, "<f4"))
         assert measured == pytest.approx(score, abs=0.02), "the named pairs are the benchmark's"
         assert measured < runtime.linking.rule.threshold
         assert group_of(runtime, first) is not None and group_of(runtime, second) is not None, "both are unknowns"
@@ -353,7 +356,8 @@ def test_enrolling_a_groups_person_puts_candidates_in_the_review_queue(
         ).all()
         assert {c.probe_face_id for c in new} == set(surfaced)
         assert all(c.above_threshold and c.score >= runtime.searcher.threshold for c in new)
-        assert session.get(ProbeFace, reviewed).review_state == "unreviewed"  # type: ignore[union-attr]
+        face = session.get(ProbeFace, reviewed)
+        assert face is not None and face.review_state == "unreviewed"
     history = client.get(f"/faces/{reviewed}/decisions", headers=auth(tokens, "rita")).json()
     assert [h["action"] for h in history] == ["review", "confirm", "reopen"] and history[-1][
         "from_state"

@@ -6,9 +6,11 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import func, select, update
 
 from service.app import Runtime, create_app
@@ -50,14 +52,15 @@ def submit(client: TestClient, tokens: dict[str, str], runtime: Runtime, files: 
     return sid
 
 
-def faces_of(client: TestClient, tokens: dict[str, str], sid: int, user: str = "rita") -> list[dict]:  # type: ignore[type-arg]
+def faces_of(client: TestClient, tokens: dict[str, str], sid: int, user: str = "rita") -> list[dict[str, Any]]:
     response = client.get(f"/submissions/{sid}/results", headers=auth(tokens, user))
     assert response.status_code == 200, response.text
     return [face for image in response.json()["images"] for face in image["faces"] if face["searched"]]
 
 
-def decide(client: TestClient, tokens: dict[str, str], user: str, face_id: int, **body: object):  # type: ignore[no-untyped-def]
-    return client.post(f"/faces/{face_id}/decisions", json=body, headers=auth(tokens, user))
+def decide(client: TestClient, tokens: dict[str, str], user: str, face_id: int, **body: object) -> Response:
+    response: Response = client.post(f"/faces/{face_id}/decisions", json=body, headers=auth(tokens, user))
+    return response
 
 
 def test_sprint_to_confirmed_match_with_two_people(
@@ -198,7 +201,7 @@ A, R, C, U, D = "analyst", "reviewer", "confirmer", "auditor", "admin"
 READERS = {A, R, C}
 
 
-def endpoint_table() -> list[tuple[str, str, dict, set[str]]]:  # type: ignore[type-arg]
+def endpoint_table() -> list[tuple[str, str, dict[str, Any], set[str]]]:
     """Every authenticated route, as (method, path template, request kwargs, roles allowed)."""
     still = lfw_path("Al_Gore", 3).read_bytes()
     return [
@@ -353,6 +356,7 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
         assert remaining[0].embedding is not None
     for digest in purged_digests:
         assert not runtime.store.exists(digest)
+    assert kept_image is not None
     assert runtime.store.exists(images[[i for i, _ in images].index(kept_image)][1])
     event = client.get("/audit", params={"action": "purge"}, headers=auth(tokens, "audrey")).json()[-1]
     assert event["details"]["images_deleted"] == stats["images_deleted"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,11 +24,11 @@ def client(runtime: Runtime, tokens: dict[str, str]) -> Iterator[TestClient]:
         yield test_client
 
 
-def upload(client: TestClient, submission_id: int, files: list[Path], **form: str) -> dict:  # type: ignore[type-arg]
+def upload(client: TestClient, submission_id: int, files: list[Path], **form: str) -> Any:
     parts = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in files]
     response = client.post(f"/submissions/{submission_id}/images", files=parts, data=form)
     assert response.status_code == 202, response.text
-    return response.json()  # type: ignore[no-any-return]
+    return response.json()
 
 
 def new_submission(client: TestClient, **extra: object) -> int:
@@ -46,7 +47,7 @@ def counts(runtime: Runtime) -> tuple[int, int, int]:
     return int(images), int(submissions), files
 
 
-def main_face(faces: list[dict], width: int = 250) -> dict:  # type: ignore[type-arg]
+def main_face(faces: list[dict[str, Any]], width: int = 250) -> dict[str, Any]:
     return min(faces, key=lambda f: abs(f["box"][0] + f["box"][2] / 2 - width / 2))
 
 

@@ -86,7 +86,9 @@ def test_audit_verify_names_the_edited_deleted_or_reordered_row(runtime: Runtime
 
     # 3. deleted (kept aside and put back, so later tests see an intact chain)
     with runtime.factory() as session:
-        keep = audit.event_dict(session.get(AuditEvent, target))  # type: ignore[arg-type]
+        kept = session.get(AuditEvent, target)
+        assert kept is not None
+        keep = audit.event_dict(kept)
     tamper("DELETE FROM audit_events WHERE seq = :s", s=target)
     broken = rfr_audit_verify(runtime)
     assert broken.returncode == 1 and json.loads(broken.stdout)["first_bad_seq"] == target

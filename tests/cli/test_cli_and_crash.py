@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -21,7 +22,9 @@ from tests.conftest import lfw_path
 from tests.fixtures import OPERATOR, make_settings
 
 
-def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw: object) -> subprocess.Popen[str]:
+def rfr(
+    args: list[str], data_dir: Path, database: str, settings: Settings, stdin: int | None = None
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "RFR_DATA_DIR": str(data_dir),
@@ -34,17 +37,17 @@ def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        **kw,  # type: ignore[call-overload]
+        stdin=stdin,
     )
 
 
-def run(  # type: ignore[type-arg]
+def run(
     args: list[str], data_dir: Path, database: str, settings: Settings, stdin: str | None = None, expect: int = 0
-) -> dict:
+) -> Any:
     proc = rfr(args, data_dir, database, settings, stdin=subprocess.PIPE)
     out, err = proc.communicate(stdin, timeout=600)
     assert proc.returncode == expect, err
-    return json.loads((out if expect == 0 else err).strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads((out if expect == 0 else err).strip().splitlines()[-1])
 
 
 def link_folder(root: Path, people: dict[str, list[int]]) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from service import durable_files
 from service.db import image_store
 from service.db.image_store import ImageStore, sha256_bytes
 
@@ -48,7 +49,7 @@ def test_a_failed_write_leaves_no_file_and_no_temporary(tmp_path: Path, monkeypa
     store = ImageStore(tmp_path)
     data = b"half written"
     digest = sha256_bytes(data)
-    real = image_store.write_atomically
+    real = durable_files.write_atomically
 
     def crash_after_partial_write(path: Path, produce: object) -> None:
         def partial(tmp: Path) -> None:

@@ -26,7 +26,7 @@ def test_quality_to_dict_rounds_the_score_and_leaves_the_measures_out() -> None:
 def test_face_record_to_dict_rounds_geometry_and_nests_quality() -> None:
     face = DetectedFace((10.04, 20.06, 80.0, 99.95), LANDMARKS + 0.04, 0.987654)
     quality = QualityVerdict(0.5, True, ())
-    record = FaceRecord(face, quality, np.ones(4, np.float32) / 2, "pack")
+    record = FaceRecord(face, quality, np.full(4, 0.5, np.float32), "pack")
     assert record.to_dict() == {
         "box": [10.0, 20.1, 80.0, 100.0],
         "landmarks": [[30.0, 40.0], [60.0, 80.0], [45.0, 60.0], [35.0, 90.0], [55.0, 90.0]],

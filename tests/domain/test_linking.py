@@ -69,10 +69,14 @@ def test_automatic_merge_needs_overwhelming_evidence_and_no_reviewer_decision() 
     centre = normalised(rng.standard_normal(128))[0]
     faces = person(rng, centre, 2, noise=0.3)
     for allowed in (False, True):
+
+        def may_merge(group: int, ok: bool = allowed) -> bool:
+            return ok
+
         index = UnknownFaceIndex(128)
         index.add([1], faces[:1], [10])
         index.add([2], faces[1:], [20])  # one person, held in two groups
-        (d,) = index.link([3], person(rng, centre, 1, noise=0.3), rule, lambda: 30, may_merge=lambda g, ok=allowed: ok)
+        (d,) = index.link([3], person(rng, centre, 1, noise=0.3), rule, lambda: 30, may_merge=may_merge)
         if allowed:
             assert d.merged and index.group_of(1) == index.group_of(2) == d.group_id
         else:

@@ -85,7 +85,9 @@ def test_unexpected_errors_are_retried_then_fail_with_the_reason(
 def test_a_missing_stored_image_fails_at_once(runtime: Runtime) -> None:
     [image_id] = submit_stills(runtime, ANALYST, [("Gerhard_Schroeder", 9)])
     with runtime.factory() as session:
-        digest = session.get(ProbeImage, image_id).sha256  # type: ignore[union-attr]
+        image = session.get(ProbeImage, image_id)
+        assert image is not None
+        digest = image.sha256
     runtime.store.path_for(digest).unlink()
     assert runtime.worker.run_until_empty() == 1
     status, code, _, tried, faces = image_state(runtime, image_id)
