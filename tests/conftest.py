@@ -10,7 +10,11 @@ import pytest
 from PIL import Image
 
 from service.config import Settings
+from service.domain.faces import FaceRecord
 from service.embeddings.pipeline import FacePipeline
+
+# The database, gallery, users and tokens fixtures, for every folder that needs them.
+pytest_plugins = ["tests.fixtures"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LFW = (PROJECT_ROOT.parent / "shared" / "datasets" / "lfw").resolve()
@@ -34,7 +38,7 @@ def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
     return buffer.getvalue()
 
 
-def main_face(faces: list, width: int = 250, height: int = 250):  # type: ignore[no-untyped-def]
+def main_face(faces: list[FaceRecord], width: int = 250, height: int = 250) -> FaceRecord:
     """The face nearest the frame's centre (LFW's named person)."""
     cx, cy = width / 2, height / 2
     return min(

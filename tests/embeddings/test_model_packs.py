@@ -121,8 +121,8 @@ def test_prelu_rewrite_removes_prelu_and_keeps_the_outputs(tmp_path: Path) -> No
 def test_dequantize_blocked_per_axis_and_per_tensor() -> None:
     x = np.array([[1, 2, 3, 4, 5], [-1, -2, -3, -4, -5]], np.int8)
     blocked = dequantize(x, np.array([[0.5, 2.0], [1.0, 3.0]], np.float32), np.array([[1, 0], [0, 1]], np.int8), 1, 3)
-    assert np.allclose(blocked, [[0, 0.5, 1, 8, 10], [-1, -2, -3, -15, -18]])
+    assert np.allclose(blocked, np.array([[0, 0.5, 1, 8, 10], [-1, -2, -3, -15, -18]]))
     per_axis = dequantize(x, np.array([2.0, 0.5], np.float32), None, 0, 0)
-    assert np.allclose(per_axis, [[2, 4, 6, 8, 10], [-0.5, -1, -1.5, -2, -2.5]])
+    assert np.allclose(per_axis, np.array([[2, 4, 6, 8, 10], [-0.5, -1, -1.5, -2, -2.5]]))
     per_tensor = dequantize(x, np.array(0.1, np.float32), np.array(1, np.int8), 1, 0)
     assert np.allclose(per_tensor, (x.astype(np.float32) - 1) * 0.1)

@@ -6,12 +6,13 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from service.config import QualitySettings
+from service.domain.faces import QualityVerdict
 from service.embeddings.pipeline import FacePipeline
 from service.embeddings.quality import QualityAssessor, estimate_pose
 from tests.conftest import encode, lfw_rgb, main_face
 
 
-def quality_of(pipeline: FacePipeline, image: Image.Image):  # type: ignore[no-untyped-def]
+def quality_of(pipeline: FacePipeline, image: Image.Image) -> QualityVerdict:
     faces = pipeline.analyse_bytes(encode(image, "PNG")).faces
     assert faces, "no face found"
     return main_face(faces, image.width, image.height).quality

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import uvicorn
@@ -25,6 +26,9 @@ from service.domain.roles import operator_principal
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
 from tests.conftest import PROJECT_ROOT, lfw_path
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
@@ -74,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, settings: Settings, pipelin
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Browser]:
     with playwright_sync.sync_playwright() as p:
         instance = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -93,126 +97,126 @@ def browser() -> Iterator[object]:
         instance.close()
 
 
-def open_page(browser: object, base: str) -> object:
-    context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=base)  # type: ignore[attr-defined]
+def open_page(browser: Browser, base: str) -> Page:
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=base)
     return context.new_page()
 
 
-def sign_in(page: object, user: str) -> None:
-    page.goto("/login")  # type: ignore[attr-defined]
-    page.fill("input[name=username]", user)  # type: ignore[attr-defined]
-    page.fill("input[name=password]", PASSWORD)  # type: ignore[attr-defined]
-    page.keyboard.press("Enter")  # type: ignore[attr-defined]
-    page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
+def sign_in(page: Page, user: str) -> None:
+    page.goto("/login")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_load_state("networkidle")
 
 
-def shot(page: object, name: str) -> None:
+def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, browser: object) -> None:
+def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, browser: Browser) -> None:
     page = open_page(browser, server)
-    page.goto("/ui/submissions")  # type: ignore[attr-defined]
-    assert "/login" in page.url, "pages need a signed-in user"  # type: ignore[attr-defined]
+    page.goto("/ui/submissions")
+    assert "/login" in page.url, "pages need a signed-in user"
     shot(page, "01-login")
 
     # The analyst creates a sprint from a few stills, with provenance, and watches it process.
     sign_in(page, "ana")
-    page.goto("/ui/submissions")  # type: ignore[attr-defined]
-    page.fill("input[name=case_reference]", "OP-BELLEVILLE-7")  # type: ignore[attr-defined]
-    page.fill("input[name=purpose]", "identify repeat shop theft suspects")  # type: ignore[attr-defined]
-    page.fill("input[name=retailer]", "Acme Stores")  # type: ignore[attr-defined]
-    page.fill("input[name=store]", "Leeds Briggate")  # type: ignore[attr-defined]
-    page.fill("input[name=incident_reference]", "INC-2026-118")  # type: ignore[attr-defined]
-    page.set_input_files("input[name=files]", [str(lfw_path(n, i)) for n, i in STILLS])  # type: ignore[attr-defined]
+    page.goto("/ui/submissions")
+    page.fill("input[name=case_reference]", "OP-BELLEVILLE-7")
+    page.fill("input[name=purpose]", "identify repeat shop theft suspects")
+    page.fill("input[name=retailer]", "Acme Stores")
+    page.fill("input[name=store]", "Leeds Briggate")
+    page.fill("input[name=incident_reference]", "INC-2026-118")
+    page.set_input_files("input[name=files]", [str(lfw_path(n, i)) for n, i in STILLS])
     shot(page, "02-new-sprint")
-    page.click("text=Create sprint and upload")  # type: ignore[attr-defined]
-    assert re.search(r"/ui/submissions/\d+$", page.url)  # type: ignore[attr-defined]
-    submission_url = page.url  # type: ignore[attr-defined]
-    page.wait_for_selector("#status:text('complete')", timeout=120_000)  # type: ignore[attr-defined]
-    page.wait_for_load_state("networkidle")  # type: ignore[attr-defined]
-    assert page.locator("svg rect").count() >= 3, "faces are boxed on each still"  # type: ignore[attr-defined]
-    assert "Acme Stores" in page.content()  # type: ignore[attr-defined]
+    page.click("text=Create sprint and upload")
+    assert re.search(r"/ui/submissions/\d+$", page.url)
+    submission_url = page.url
+    page.wait_for_selector("#status:text('complete')", timeout=120_000)
+    page.wait_for_load_state("networkidle")
+    assert page.locator("svg rect").count() >= 3, "faces are boxed on each still"
+    assert "Acme Stores" in page.content()
     shot(page, "03-submission-processed")
     # The analyst may not open the audit trail or the review queue.
-    response = page.goto("/ui/audit")  # type: ignore[attr-defined]
-    assert response.status == 403 and "Not permitted" in page.content()  # type: ignore[attr-defined]
+    response = page.goto("/ui/audit")
+    assert response is not None and response.status == 403 and "Not permitted" in page.content()
     shot(page, "04-analyst-refused-audit")
-    page.context.close()  # type: ignore[attr-defined]
+    page.context.close()
 
     # The reviewer works the queue with the keyboard only.
     page = open_page(browser, server)
     sign_in(page, "rita")
-    assert page.url.endswith("/ui/review")  # type: ignore[attr-defined]
+    assert page.url.endswith("/ui/review")
     shot(page, "05-review-queue")
-    assert page.evaluate("document.activeElement.id") == "first-item"  # type: ignore[attr-defined]
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.keyboard.press("Enter")  # type: ignore[attr-defined]
-    assert "/ui/review/faces/" in page.url  # type: ignore[attr-defined]
+    assert page.evaluate("document.activeElement.id") == "first-item"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/ui/review/faces/" in page.url
     # Find the face whose top candidate is its own person (Colin Powell), using ] to move on.
     for _ in range(6):
-        top = page.locator("li.cand").first.inner_text()  # type: ignore[attr-defined]
+        top = page.locator("li.cand").first.inner_text()
         if "Colin_Powell" in top:
             break
-        with page.expect_navigation():  # type: ignore[attr-defined]
-            page.keyboard.press("]")  # type: ignore[attr-defined]
-    assert "Colin_Powell" in page.locator("li.cand").first.inner_text()  # type: ignore[attr-defined]
-    assert page.locator("li.cand.above").count() >= 1  # type: ignore[attr-defined]
+        with page.expect_navigation():
+            page.keyboard.press("]")
+    assert "Colin_Powell" in page.locator("li.cand").first.inner_text()
+    assert page.locator("li.cand.above").count() >= 1
     shot(page, "06-review-side-by-side")
-    page.keyboard.press("j")  # type: ignore[attr-defined]
-    page.keyboard.press("k")  # type: ignore[attr-defined]
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.keyboard.press("p")  # type: ignore[attr-defined]
+    page.keyboard.press("j")
+    page.keyboard.press("k")
+    with page.expect_navigation():
+        page.keyboard.press("p")
     shot(page, "07-after-review")
-    page.context.close()  # type: ignore[attr-defined]
+    page.context.close()
 
     # A different person, a confirmer, confirms it.
     page = open_page(browser, server)
     sign_in(page, "cora")
-    page.goto("/ui/review?state=awaiting_confirmation")  # type: ignore[attr-defined]
+    page.goto("/ui/review?state=awaiting_confirmation")
     shot(page, "08-confirmation-queue")
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.keyboard.press("Enter")  # type: ignore[attr-defined]
-    decision = page.locator(".first-decision").inner_text()  # type: ignore[attr-defined]
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    decision = page.locator(".first-decision").inner_text()
     assert "possible match by rita" in decision and "Colin_Powell" in decision
     shot(page, "09-confirm")
-    face_url = page.url  # type: ignore[attr-defined]
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.keyboard.press("c")  # type: ignore[attr-defined]
+    face_url = page.url
+    with page.expect_navigation():
+        page.keyboard.press("c")
 
     # The subject page lists the custody images and the confirmed appearance with its provenance.
-    page.goto(face_url.split("?")[0] + "?state=confirmed")  # type: ignore[attr-defined]
-    assert "confirmed" in page.locator("h1").inner_text()  # type: ignore[attr-defined]
-    with page.expect_navigation():  # type: ignore[attr-defined]
-        page.locator("a.subject").first.click()  # type: ignore[attr-defined]
-    assert "Colin_Powell" in page.locator("h1").inner_text()  # type: ignore[attr-defined]
-    appearances = page.locator("table.list tbody tr")  # type: ignore[attr-defined]
+    page.goto(face_url.split("?")[0] + "?state=confirmed")
+    assert "confirmed" in page.locator("h1").inner_text()
+    with page.expect_navigation():
+        page.locator("a.subject").first.click()
+    assert "Colin_Powell" in page.locator("h1").inner_text()
+    appearances = page.locator("table.list tbody tr")
     assert appearances.count() == 1 and "Leeds Briggate" in appearances.first.inner_text()
-    assert page.locator(".gallery img").count() == 1  # type: ignore[attr-defined]
+    assert page.locator(".gallery img").count() == 1
     shot(page, "10-subject")
 
     # The report shows the confirmed match, with a chart, and is printable.
-    page.goto(submission_url + "/report")  # type: ignore[attr-defined]
+    page.goto(submission_url + "/report")
     figures = {
         row.locator("th").inner_text(): int(row.locator("td").inner_text())
-        for row in page.locator("table.figures tr").all()  # type: ignore[attr-defined]
+        for row in page.locator("table.figures tr").all()
     }
     assert figures["Images supplied"] == 3 and figures["Confirmed matches"] == 1
     assert figures["Distinct subjects confirmed"] == 1 and figures["Possible matches"] == 1
-    assert page.locator("svg.chart rect").count() == 8  # type: ignore[attr-defined]
+    assert page.locator("svg.chart rect").count() == 8
     shot(page, "11-report")
-    page.emulate_media(media="print")  # type: ignore[attr-defined]
-    assert not page.locator("header.top").is_visible()  # type: ignore[attr-defined]
-    page.emulate_media(media="screen")  # type: ignore[attr-defined]
-    page.context.close()  # type: ignore[attr-defined]
+    page.emulate_media(media="print")
+    assert not page.locator("header.top").is_visible()
+    page.emulate_media(media="screen")
+    page.context.close()
 
     # The auditor sees every step in a verified chain.
     page = open_page(browser, server)
     sign_in(page, "audrey")
-    assert page.url.endswith("/ui/audit")  # type: ignore[attr-defined]
-    assert "Hash chain verified" in page.locator("#chain-status").inner_text()  # type: ignore[attr-defined]
-    text = page.locator("table.audit").inner_text()  # type: ignore[attr-defined]
+    assert page.url.endswith("/ui/audit")
+    assert "Hash chain verified" in page.locator("#chain-status").inner_text()
+    text = page.locator("table.audit").inner_text()
     for action in (
         "submission_created",
         "images_uploaded",
@@ -223,24 +227,24 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
         "login",
     ):
         assert action in text, action
-    page.fill("input[name=action]", "review_decision")  # type: ignore[attr-defined]
-    page.click("text=Filter")  # type: ignore[attr-defined]
-    rows = page.locator("table.audit tbody tr")  # type: ignore[attr-defined]
-    assert rows.count() == 2 and "cora" in rows.first.inner_text()  # type: ignore[attr-defined]
+    page.fill("input[name=action]", "review_decision")
+    page.click("text=Filter")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.count() == 2 and "cora" in rows.first.inner_text()
     shot(page, "12-audit")
-    assert "/ui/submissions" not in page.url  # type: ignore[attr-defined]
-    response = page.goto("/ui/review")  # type: ignore[attr-defined]
-    assert response.status == 403  # type: ignore[attr-defined]
-    page.context.close()  # type: ignore[attr-defined]
+    assert "/ui/submissions" not in page.url
+    response = page.goto("/ui/review")
+    assert response is not None and response.status == 403
+    page.context.close()
 
 
-def test_images_need_a_signed_in_user_and_are_never_cached(server: str, browser: object) -> None:
+def test_images_need_a_signed_in_user_and_are_never_cached(server: str, browser: Browser) -> None:
     page = open_page(browser, server)
-    anonymous = page.request.get("/probe-images/1/image")  # type: ignore[attr-defined]
+    anonymous = page.request.get("/probe-images/1/image")
     assert anonymous.status == 401
     sign_in(page, "rita")
-    image = page.request.get("/probe-images/1/image")  # type: ignore[attr-defined]
+    image = page.request.get("/probe-images/1/image")
     assert image.status == 200 and "no-store" in image.headers["cache-control"]
-    listing = page.goto("/ui/submissions")  # type: ignore[attr-defined]
-    assert "no-store" in listing.headers["cache-control"]  # type: ignore[union-attr]
-    page.context.close()  # type: ignore[attr-defined]
+    listing = page.goto("/ui/submissions")
+    assert listing is not None and "no-store" in listing.headers["cache-control"]
+    page.context.close()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -18,10 +19,12 @@ from service.db.models import Candidate, Job, ProbeFace, ProbeImage
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
 from tests.conftest import lfw_path
-from tests.service.conftest import OPERATOR, make_settings
+from tests.fixtures import OPERATOR, make_settings
 
 
-def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw: object) -> subprocess.Popen[str]:
+def rfr(
+    args: list[str], data_dir: Path, database: str, settings: Settings, stdin: int | None = None
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "RFR_DATA_DIR": str(data_dir),
@@ -34,17 +37,17 @@ def rfr(args: list[str], data_dir: Path, database: str, settings: Settings, **kw
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        **kw,  # type: ignore[call-overload]
+        stdin=stdin,
     )
 
 
-def run(  # type: ignore[type-arg]
+def run(
     args: list[str], data_dir: Path, database: str, settings: Settings, stdin: str | None = None, expect: int = 0
-) -> dict:
+) -> Any:
     proc = rfr(args, data_dir, database, settings, stdin=subprocess.PIPE)
     out, err = proc.communicate(stdin, timeout=600)
     assert proc.returncode == expect, err
-    return json.loads((out if expect == 0 else err).strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return json.loads((out if expect == 0 else err).strip().splitlines()[-1])
 
 
 def link_folder(root: Path, people: dict[str, list[int]]) -> Path:
@@ -59,7 +62,7 @@ def link_folder(root: Path, people: dict[str, list[int]]) -> Path:
 def test_cli_import_submit_results_search(tmp_path: Path, database: str, settings: Settings) -> None:
     data_dir = tmp_path / "data"
     if database.startswith("postgresql"):
-        from tests.service.conftest import reset_postgres
+        from tests.fixtures import reset_postgres
 
         reset_postgres(database)
     else:
@@ -178,7 +181,7 @@ def test_worker_killed_mid_sprint_loses_and_duplicates_nothing(
     tmp_path: Path, database: str, settings: Settings, pipeline: FacePipeline
 ) -> None:
     if database.startswith("postgresql"):
-        from tests.service.conftest import reset_postgres
+        from tests.fixtures import reset_postgres
 
         reset_postgres(database)
     else:

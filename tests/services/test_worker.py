@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
-from service.db.engine import make_engine, migrate, read_session, session_factory
 from service.db.models import Job, ProbeFace, ProbeImage
 from service.domain.roles import Principal, Role
 from service.runtime import Runtime
-from service.services.submissions import Upload
 from service.services.worker import JobWorker
 from tests.conftest import lfw_path
+from tests.fixtures import submit_stills
 
 ANALYST = Principal(username="ana", role=Role.ANALYST, via="test")
-
-
-def submit(runtime: Runtime, images: list[tuple[str, int]]) -> list[int]:
-    submission_id = runtime.submissions.create(ANALYST, "CASE/W/1", "worker test")
-    uploads = [Upload(f"{name}_{n}.jpg", lfw_path(name, n).read_bytes()) for name, n in images]
-    return runtime.submissions.add_images(ANALYST, submission_id, uploads)
 
 
 def image_state(runtime: Runtime, image_id: int) -> tuple[str, str | None, str | None, int, int]:
@@ -37,7 +28,7 @@ def image_state(runtime: Runtime, image_id: int) -> tuple[str, str | None, str |
 
 def test_a_batch_is_leased_in_order_and_stored_together(runtime: Runtime) -> None:
     images = [("Colin_Powell", 3), ("Serena_Williams", 4), ("Hugo_Chavez", 5)]
-    ids = submit(runtime, images)
+    ids = submit_stills(runtime, ANALYST, images)
     tickets = runtime.worker.claim(limit=2)
     assert [t.image_id for t in tickets] == ids[:2], "oldest jobs first, no more than the limit"
     assert {image_state(runtime, i)[0] for i in ids[:2]} == {"processing"}
@@ -54,7 +45,7 @@ def test_a_batch_is_leased_in_order_and_stored_together(runtime: Runtime) -> Non
 
 
 def test_a_worker_that_lost_its_lease_stores_nothing(runtime: Runtime) -> None:
-    ids = submit(runtime, [("Ariel_Sharon", 3), ("George_W_Bush", 7)])
+    ids = submit_stills(runtime, ANALYST, [("Ariel_Sharon", 3), ("George_W_Bush", 7)])
     slow = runtime.worker
     tickets = slow.claim(limit=8)
     assert [t.image_id for t in tickets] == ids
@@ -76,7 +67,7 @@ def test_a_worker_that_lost_its_lease_stores_nothing(runtime: Runtime) -> None:
 def test_unexpected_errors_are_retried_then_fail_with_the_reason(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    [image_id] = submit(runtime, [("Jennifer_Capriati", 5)])
+    [image_id] = submit_stills(runtime, ANALYST, [("Jennifer_Capriati", 5)])
     calls: list[int] = []
 
     def broken(image: object) -> None:
@@ -92,24 +83,12 @@ def test_unexpected_errors_are_retried_then_fail_with_the_reason(
 
 
 def test_a_missing_stored_image_fails_at_once(runtime: Runtime) -> None:
-    [image_id] = submit(runtime, [("Gerhard_Schroeder", 9)])
+    [image_id] = submit_stills(runtime, ANALYST, [("Gerhard_Schroeder", 9)])
     with runtime.factory() as session:
-        digest = session.get(ProbeImage, image_id).sha256  # type: ignore[union-attr]
+        image = session.get(ProbeImage, image_id)
+        assert image is not None
+        digest = image.sha256
     runtime.store.path_for(digest).unlink()
     assert runtime.worker.run_until_empty() == 1
     status, code, _, tried, faces = image_state(runtime, image_id)
     assert (status, code, tried, faces) == ("failed", "image_missing", 1, 0)
-
-
-def test_sqlite_read_sessions_neither_wait_for_nor_block_the_writer(tmp_path: Path) -> None:
-    """The worker's searches and progress reads must not queue behind its store thread's writes."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'locks.db'}")
-    migrate(engine)
-    factory = session_factory(engine)
-    with factory() as writer, writer.begin():  # BEGIN IMMEDIATE: holds SQLite's write lock
-        writer.execute(update(Job).values(status="queued"))
-        started = time.monotonic()
-        with read_session(factory) as reader:
-            assert reader.scalar(select(func.count()).select_from(Job)) == 0
-        assert time.monotonic() - started < 5, "the read waited for the write lock"
-    engine.dispose()

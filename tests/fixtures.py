@@ -1,5 +1,6 @@
-"""Service fixtures: a real database (SQLite file, and PostgreSQL when available), a real FAISS
-index and the real model pack, with a small LFW custody gallery."""
+"""Shared fixtures of the services, API, CLI and database tests: a real database (SQLite file, and
+PostgreSQL when available), a real FAISS index and the real model pack, with a small LFW custody
+gallery, its users and their tokens. Loaded for every test folder by ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
 from service.config import Settings, WorkerSettings
-from service.domain.roles import Role, operator_principal
+from service.domain.roles import Principal, Role, operator_principal
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
+from service.services.submissions import Upload
 from tests.conftest import lfw_path
 
 OPERATOR = operator_principal()
@@ -130,7 +133,7 @@ def runtime(database: str, data_dir: Path, settings: Settings, pipeline: FacePip
 @pytest.fixture(scope="module")
 def tokens(runtime: Runtime) -> dict[str, str]:
     """An API token per test user (created once per database)."""
-    out = {}
+    out: dict[str, str] = {}
     for name, role in USERS.items():
         runtime.users.create(OPERATOR, name, role.value, PASSWORD)
         out[name] = runtime.users.issue_token(OPERATOR, name)
@@ -139,3 +142,23 @@ def tokens(runtime: Runtime) -> dict[str, str]:
 
 def auth(tokens: dict[str, str], user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens[user]}"}
+
+
+def restart(runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline) -> Runtime:
+    """Another runtime on ``runtime``'s database and data directory (as another process, or after a restart)."""
+    return Runtime.build(make_settings(data_dir, database, settings.cache_dir), pipeline=pipeline)
+
+
+def submit_stills(
+    runtime: Runtime, analyst: Principal, images: list[tuple[str, int]], case: str = "CASE/W/1"
+) -> list[int]:
+    """One submission of LFW stills (name, number) through the services; returns the probe image ids."""
+    submission_id = runtime.submissions.create(analyst, "CASE/W/1", "worker test")
+    uploads = [Upload(f"{name}_{n}.jpg", lfw_path(name, n).read_bytes()) for name, n in images]
+    return runtime.submissions.add_images(analyst, submission_id, uploads)
+
+
+def top_lists(runtime: Runtime, queries: np.ndarray) -> list[list[tuple[str, float]]]:
+    """Each query's gallery hits as (custody reference, score)."""
+    found = runtime.searcher.search(queries, runtime.pipeline.pack_id)
+    return [[(h.custody_reference, round(h.score, 5)) for h in hits] for hits in found]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from service.config import Settings
-from tests.conftest import lfw_path
+from tests.conftest import PROJECT_ROOT, lfw_path
 
 
 def run_rfr(args: list[str], settings: Settings, **env: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +69,7 @@ def test_faces_prints_one_line_per_file_and_saves_embeddings(tmp_path: Path, set
 def test_faces_with_unavailable_model_exits_with_model_unavailable(tmp_path: Path, settings: Settings) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    manifest = (Path(__file__).resolve().parent.parent / "models" / "yunet_sface.toml").read_text()
+    manifest = (PROJECT_ROOT / "models" / "yunet_sface.toml").read_text()
     (models / "yunet_sface.toml").write_text(manifest.replace("fb143eea07838aa5", "0000000000000000"))
     result = run_rfr(["faces", str(lfw_path("Colin_Powell", 1))], settings, RFR_MODELS_DIR=str(models))
     assert result.returncode == 2
