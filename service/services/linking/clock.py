@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def aware(when: datetime) -> datetime: ...
+@overload
+def aware(when: None) -> None: ...
+@overload
+def aware(when: datetime | None) -> datetime | None: ...
 def aware(when: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
     if when is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +19,18 @@ from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
 from service.services.linking.clock import aware, iso
+from service.services.linking.models import (
+    GroupAppearance,
+    GroupDetail,
+    GroupEntry,
+    GroupFace,
+    KnownAppearance,
+    ProlificEntry,
+    Sighting,
+    Spread,
+    Still,
+    SubjectHistory,
+)
 
 
 def cohesion(vectors: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -45,11 +56,10 @@ class ProlificViews:
         self.pack_id = pack_id
 
     @staticmethod
-    def _member_rows(session: Session, group_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    def _member_rows(session: Session, group_ids: Sequence[int]) -> dict[int, list[GroupFace]]:
         """Every member of the groups with its still's provenance and its current link score."""
-        out: dict[int, list[dict[str, Any]]] = {}
         if not group_ids:
-            return out
+            return {}
         rows = session.execute(
             select(GroupMember, ProbeFace.embedding, ProbeFace.quality_score, ProbeImage, Submission)
             .join(ProbeFace, ProbeFace.id == GroupMember.probe_face_id)
@@ -58,11 +68,13 @@ class ProlificViews:
             .where(GroupMember.group_id.in_(list(group_ids)))
             .order_by(GroupMember.group_id, GroupMember.id)
         ).all()
-        vectors: dict[int, list[NDArray[np.float32]]] = {}
+        by_group: dict[int, list[tuple[GroupMember, NDArray[np.float32], float, ProbeImage, Submission]]] = {}
         for member, embedding, quality, image, submission in rows:
-            gid = int(member.group_id)
-            vectors.setdefault(gid, []).append(embedding_from_bytes(embedding or b""))
-            out.setdefault(gid, []).append(
+            by_group.setdefault(int(member.group_id), []).append(
+                (member, embedding_from_bytes(embedding or b""), quality, image, submission)
+            )
+        return {
+            gid: [
                 {
                     **_appearance(image, submission),
                     "face_id": int(member.probe_face_id),
@@ -73,16 +85,17 @@ class ProlificViews:
                     "linked_by": member.linked_by,
                     "reason": member.reason,
                     "linked_at": iso(member.linked_at),
+                    "score": round(float(score), 4),
                 }
-            )
-        for gid, members in out.items():
-            scores = cohesion(np.stack(vectors[gid]))
-            for entry, score in zip(members, scores, strict=True):
-                entry["score"] = round(float(score), 4)
-        return out
+                for (member, _, quality, image, submission), score in zip(
+                    members, cohesion(np.stack([vector for _, vector, _, _, _ in members])), strict=True
+                )
+            ]
+            for gid, members in by_group.items()
+        }
 
     @staticmethod
-    def _group_entry(group: UnknownGroup, faces: list[dict[str, Any]]) -> dict[str, Any]:
+    def _group_entry(group: UnknownGroup, faces: list[GroupFace]) -> GroupEntry:
         return {
             "group": int(group.id),
             "kind": "group",
@@ -106,7 +119,7 @@ class ProlificViews:
         min_faces: int = 2,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[GroupEntry]:
         """Unknown groups of at least ``min_faces`` faces, largest first (a recorded view)."""
         with self.factory() as session, session.begin():
             query = (
@@ -133,7 +146,7 @@ class ProlificViews:
             )
             return entries
 
-    def group(self, actor: Principal, group_id: int) -> dict[str, Any]:
+    def group(self, actor: Principal, group_id: int) -> GroupDetail:
         """One group: every appearance with its link score, and every decision on it (a recorded view)."""
         with self.factory() as session, session.begin():
             group = session.get(UnknownGroup, group_id)
@@ -143,27 +156,29 @@ class ProlificViews:
             decisions = session.scalars(
                 select(GroupDecision).where(GroupDecision.group_id == group_id).order_by(GroupDecision.id)
             )
-            entry = self._group_entry(group, faces)
-            entry["decisions"] = [
-                {
-                    "id": d.id,
-                    "action": d.action,
-                    "other_group_ids": d.other_group_ids,
-                    "face_ids": d.face_ids,
-                    "note": d.note,
-                    "username": d.username,
-                    "role": d.role,
-                    "at": iso(d.created_at),
-                }
-                for d in decisions
-            ]
+            entry: GroupDetail = {
+                **self._group_entry(group, faces),
+                "decisions": [
+                    {
+                        "id": d.id,
+                        "action": d.action,
+                        "other_group_ids": d.other_group_ids,
+                        "face_ids": d.face_ids,
+                        "note": d.note,
+                        "username": d.username,
+                        "role": d.role,
+                        "at": iso(d.created_at),
+                    }
+                    for d in decisions
+                ],
+            }
             audit.append(session, actor, "unknown_group_viewed", "unknown_group", group_id, faces=len(faces))
             return entry
 
     @staticmethod
     def _known_rows(
         session: Session, subject_id: int | None = None, retailers: Sequence[str] = (), stores: Sequence[str] = ()
-    ) -> list[tuple[int, str, dict[str, Any]]]:
+    ) -> list[tuple[int, str, KnownAppearance]]:
         query = confirmed_matches(subject_id=subject_id)
         if retailers:
             query = query.where(ProbeImage.retailer.in_(list(retailers)))
@@ -183,7 +198,7 @@ class ProlificViews:
             for face, candidate, subject, image, submission in session.execute(query).all()
         ]
 
-    def subject_appearances(self, actor: Principal, subject_id: int) -> dict[str, Any]:
+    def subject_appearances(self, actor: Principal, subject_id: int) -> SubjectHistory:
         """A subject's history: every confirmed match, with retailer, store, incident and time (recorded)."""
         with self.factory() as session, session.begin():
             subject = session.get(Subject, subject_id)
@@ -212,35 +227,27 @@ class ProlificViews:
         top: int = 10,
         kind: str = "all",
         min_incidents: int = 1,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ProlificEntry]:
         """Subjects (confirmed matches) and unknown groups ranked by distinct incidents, then retailers
         and stores, in a period (capture time, else submission time) and area (retailers, stores)."""
         if kind not in {"all", "known", "unknown"}:
             raise InvalidRequest("kind is one of all, known, unknown")
         low, high = aware(since), aware(until)
 
-        def in_period(appearance: dict[str, Any]) -> bool:
+        def in_period(appearance: Still) -> bool:
             seen = datetime.fromisoformat(appearance["seen_at"])
             return (low is None or seen >= low) and (high is None or seen < high)
 
-        entries: list[dict[str, Any]] = []
+        subjects: list[tuple[Spread, int, str, list[KnownAppearance]]] = []
+        groups: list[tuple[Spread, int, list[Sighting]]] = []
         with self.factory() as session, session.begin():
             if kind in {"all", "known"}:
-                by_subject: dict[int, tuple[str, list[dict[str, Any]]]] = {}
-                for sid, reference, appearance in self._known_rows(session, None, retailers, stores):
-                    if in_period(appearance):
-                        by_subject.setdefault(sid, (reference, []))[1].append(appearance)
-                for sid, (reference, appearances) in by_subject.items():
-                    entries.append(
-                        {
-                            "kind": "subject",
-                            "id": sid,
-                            "subject": sid,
-                            "custody_reference": reference,
-                            **_spread(appearances),
-                            "appearances": appearances,
-                        }
-                    )
+                by_subject: dict[int, tuple[str, list[KnownAppearance]]] = {}
+                for sid, reference, match in self._known_rows(session, None, retailers, stores):
+                    if in_period(match):
+                        by_subject.setdefault(sid, (reference, []))[1].append(match)
+                for sid, (reference, found) in by_subject.items():
+                    subjects.append((_spread(found), sid, reference, found))
             if kind in {"all", "unknown"}:
                 query = (
                     select(GroupMember.group_id, ProbeImage, Submission, GroupMember.probe_face_id)
@@ -254,45 +261,71 @@ class ProlificViews:
                     query = query.where(ProbeImage.retailer.in_(list(retailers)))
                 if stores:
                     query = query.where(ProbeImage.store.in_(list(stores)))
-                by_group: dict[int, list[dict[str, Any]]] = {}
+                by_group: dict[int, list[Sighting]] = {}
                 for gid, image, submission, face_id in session.execute(query).all():
-                    appearance = {**_appearance(image, submission), "face_id": int(face_id)}
-                    if in_period(appearance):
-                        by_group.setdefault(int(gid), []).append(appearance)
-                for gid, appearances in by_group.items():
-                    entries.append(
-                        {"kind": "group", "id": gid, "group": gid, **_spread(appearances), "appearances": appearances}
-                    )
-            entries = [e for e in entries if e["incidents"] >= min_incidents]
-            entries.sort(
-                key=lambda e: (
-                    -e["incidents"],
-                    -e["retailers"],
-                    -e["stores"],
-                    -len(e["appearances"]),
-                    e["kind"],
-                    e["id"],
+                    sighting: Sighting = {**_appearance(image, submission), "face_id": int(face_id)}
+                    if in_period(sighting):
+                        by_group.setdefault(int(gid), []).append(sighting)
+                groups.extend((_spread(seen), gid, seen) for gid, seen in by_group.items())
+            # (kind, id, spread, appearances): the ranking's order, then the top ``top``
+            ranked: list[tuple[str, int, Spread, Sequence[Sighting]]] = [
+                ("subject", sid, spread, found) for spread, sid, _, found in subjects
+            ] + [("group", gid, spread, seen) for spread, gid, seen in groups]
+            ranked = [r for r in ranked if r[2]["incidents"] >= min_incidents]
+            ranked.sort(
+                key=lambda r: (
+                    -r[2]["incidents"],
+                    -r[2]["retailers"],
+                    -r[2]["stores"],
+                    -len(r[3]),
+                    r[0],
+                    r[1],
                 )
             )
-            entries = entries[:top]
-            group_ids = [e["id"] for e in entries if e["kind"] == "group"]
+            ranked = ranked[:top]
+            group_ids = [eid for what, eid, _, _ in ranked if what == "group"]
             members = self._member_rows(session, group_ids)
             statuses = dict(
                 session.execute(
                     select(UnknownGroup.id, UnknownGroup.status).where(UnknownGroup.id.in_(group_ids))
                 ).all()
             )
-            for entry in entries:
-                if entry["kind"] != "group":
+            known = {sid: (reference, found) for _, sid, reference, found in subjects}
+            unknown = {gid: seen for _, gid, seen in groups}
+            entries: list[ProlificEntry] = []
+            for rank, (what, eid, spread, _) in enumerate(ranked, start=1):
+                if what == "subject":
+                    reference, found = known[eid]
+                    found.sort(key=lambda a: (a["seen_at"], a["face_id"]))
+                    entries.append(
+                        {
+                            "kind": "subject",
+                            "id": eid,
+                            "subject": eid,
+                            "custody_reference": reference,
+                            **spread,
+                            "appearances": found,
+                            "rank": rank,
+                        }
+                    )
                     continue
-                scores = {m["face_id"]: m["score"] for m in members.get(entry["id"], [])}
-                entry["status"] = statuses.get(entry["id"])
-                entry["size"] = len(scores)
-                for appearance in entry["appearances"]:
-                    appearance["score"] = scores.get(appearance["face_id"])
-            for rank, entry in enumerate(entries, start=1):
-                entry["rank"] = rank
-                entry["appearances"].sort(key=lambda a: (a["seen_at"], a["face_id"]))
+                scores = {m["face_id"]: m["score"] for m in members.get(eid, [])}
+                scored: list[GroupAppearance] = [
+                    {**a, "score": scores.get(a["face_id"])}
+                    for a in sorted(unknown[eid], key=lambda a: (a["seen_at"], a["face_id"]))
+                ]
+                entries.append(
+                    {
+                        "kind": "group",
+                        "id": eid,
+                        "group": eid,
+                        **spread,
+                        "appearances": scored,
+                        "status": statuses.get(eid),
+                        "size": len(scores),
+                        "rank": rank,
+                    }
+                )
             audit.append(
                 session,
                 actor,
@@ -311,8 +344,7 @@ class ProlificViews:
         return entries
 
 
-def _appearance(image: ProbeImage, submission: Submission) -> dict[str, Any]:
-    seen = aware(image.captured_at) or aware(submission.created_at)
+def _appearance(image: ProbeImage, submission: Submission) -> Still:
     return {
         "submission": int(submission.id),
         "case_reference": submission.case_reference,
@@ -322,12 +354,12 @@ def _appearance(image: ProbeImage, submission: Submission) -> dict[str, Any]:
         "store": image.store,
         "incident_reference": image.incident_reference,
         "captured_at": iso(image.captured_at),
-        "seen_at": seen.isoformat() if seen else None,
+        "seen_at": aware(image.captured_at or submission.created_at).isoformat(),
         "incident": list(incident_key(image.retailer, image.store, image.incident_reference, int(submission.id))),
     }
 
 
-def _spread(appearances: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _spread(appearances: Sequence[Still]) -> Spread:
     """Distinct incidents, retailers and stores, first and last seen, of a list of appearances."""
     seen = sorted(a["seen_at"] for a in appearances if a.get("seen_at"))
     return {
