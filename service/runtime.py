@@ -78,7 +78,7 @@ class Storage:
             users=UserService(factory, settings.auth.session_hours),
             audit=AuditTrail(factory),
             linking=linking,
-            review=ReviewService(factory, on_decided=linking.after_review),
+            review=ReviewService(factory, on_decided=[linking.review_decided]),
             submissions=SubmissionService(factory, store, decode, manifest.id, settings.images.max_bytes),
             media=MediaService(factory, store, decode),
             retention=RetentionService(factory, store, settings.retention.days, linking=linking),

@@ -12,6 +12,7 @@ from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
+from service.services.linking import models as read
 
 router = APIRouter(responses=ERRORS)
 
@@ -140,13 +141,13 @@ def list_unknowns(
     min_faces: Annotated[int, Query(ge=1, description="1 includes singletons")] = 2,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[dict[str, Any]]:
+) -> list[read.GroupEntry]:
     """Unknown repeat offenders: faces with no gallery match linked across submissions, largest first."""
     return rt.linking.list_groups(actor, status=status, min_faces=min_faces, limit=limit, offset=offset)
 
 
 @router.get("/unknowns/{group_id}", response_model=GroupDetail, tags=["prolific"])
-def get_unknown(rt: RuntimeDep, actor: ProlificReader, group_id: int) -> dict[str, Any]:
+def get_unknown(rt: RuntimeDep, actor: ProlificReader, group_id: int) -> read.GroupDetail:
     """One group: every appearance with retailer, store, incident, time and link score, and its decisions."""
     return rt.linking.group(actor, group_id)
 
@@ -170,7 +171,7 @@ def merge_unknowns(rt: RuntimeDep, actor: GroupReviewer, body: MergeRequest) -> 
 
 
 @router.get("/subjects/{subject_id}/appearances", response_model=SubjectAppearances, tags=["prolific"])
-def subject_appearances(rt: RuntimeDep, actor: ProlificReader, subject_id: int) -> dict[str, Any]:
+def subject_appearances(rt: RuntimeDep, actor: ProlificReader, subject_id: int) -> read.SubjectHistory:
     """A gallery subject's history: every confirmed match with retailer, store, incident and time."""
     return rt.linking.subject_appearances(actor, subject_id)
 
@@ -186,7 +187,7 @@ def prolific(
     top: Annotated[int, Query(ge=1, le=1000)] = 10,
     kind: Annotated[str, Query(pattern="^(all|known|unknown)$")] = "all",
     min_incidents: Annotated[int, Query(ge=1)] = 1,
-) -> list[dict[str, Any]]:
+) -> list[read.ProlificEntry]:
     """Subjects and unknown groups ranked by distinct incidents, then retailers and stores, with appearances."""
     return rt.linking.prolific(
         actor,

@@ -4,7 +4,7 @@ and the disclosure of confirmed leads."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.models import Candidate, ProbeFace, ProbeImage, ReviewDecision, Submission
 from service.db.queries import confirmed_matches
+from service.domain.events import ReviewDecided
 from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
 from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
@@ -21,14 +22,14 @@ from service.services.submissions import visible_submission
 
 LEADS_NOTICE = "Confirmed matches are investigative leads, not identifications."
 
-# Called in the decision's transaction: (session, actor, face id, new state, outcome).
-DecidedHook = Callable[[Session, Principal, int, str, str | None], None]
+# A subscriber to ``ReviewDecided``, called in the decision's transaction.
+DecidedHandler = Callable[[Session, ReviewDecided], None]
 
 
 class ReviewService:
-    def __init__(self, factory: sessionmaker[Session], on_decided: DecidedHook | None = None) -> None:
+    def __init__(self, factory: sessionmaker[Session], on_decided: Sequence[DecidedHandler] = ()) -> None:
         self.factory = factory
-        self.on_decided = on_decided  # unknown groups: a confirmed no-match joins, a confirmed match leaves
+        self.on_decided = tuple(on_decided)  # unknown groups: a confirmed no-match joins, a confirmed match leaves
 
     def decide(
         self,
@@ -93,8 +94,15 @@ class ReviewService:
             )
             session.add(decision)
             session.flush()
-            if self.on_decided is not None:  # before the audit append: the linking lock precedes the chain's
-                self.on_decided(session, actor, face_id, target.value, decision.outcome)
+            event = ReviewDecided(
+                face_id=face_id,
+                state=target,
+                outcome=Outcome(decision.outcome) if decision.outcome else None,
+                subject_id=decided_subject,
+                actor=actor,
+            )
+            for handler in self.on_decided:  # before the audit append: the linking lock precedes the chain's
+                handler(session, event)
             audit.append(
                 session,
                 actor,
