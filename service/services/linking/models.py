@@ -3,7 +3,7 @@ CLI's ``--json`` get exactly the keys, order and ISO 8601 strings they always ha
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 
 class Still(TypedDict):
@@ -100,7 +100,7 @@ class SubjectHistory(Spread):
 
 
 class RankedSubject(Spread):
-    kind: str  # "subject"
+    kind: Literal["subject"]
     id: int
     subject: int
     custody_reference: str
@@ -109,7 +109,7 @@ class RankedSubject(Spread):
 
 
 class RankedGroup(Spread):
-    kind: str  # "group"
+    kind: Literal["group"]
     id: int
     group: int
     appearances: list[GroupAppearance]

@@ -1,0 +1,46 @@
+"""The ``rfr`` command line: one module per command group, each declaring its sub-parsers
+(``add_parser(sub)``) beside its commands; ``common`` holds what they share.
+
+Commands that need no model open the storage tier (``Storage.open``); only ``faces`` (the face
+pipeline alone), ``gallery import``, ``submit``, ``search`` and ``serve`` load the model and index,
+and they import them when they run, so ``rfr users list`` imports neither onnxruntime nor faiss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from service.cli import audit, faces, gallery, linking, retention, review, serve, submissions, users
+from service.errors import ServiceError
+
+__all__ = ["build_parser", "main"]
+
+# In the order ``rfr --help`` lists them.
+GROUPS = (faces, serve, gallery, submissions, users, audit, retention, review, linking)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rfr", description="Retrospective face search for retail crime.")
+    parser.add_argument("--data-dir", help="data directory (env RFR_DATA_DIR; default ~/.local/share/rfr)")
+    parser.add_argument("--pack", help="model pack id (env RFR_PACK; default yunet_sface)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        code: int = args.func(args)
+    except ServiceError as exc:
+        sys.stderr.write(json.dumps({"error": exc.to_dict()}) + "\n")
+        return 2
+    return code

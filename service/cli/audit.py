@@ -1,0 +1,44 @@
+"""``rfr audit verify`` and ``rfr audit export``: the tamper-evident audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from service.cli.common import emit, open_storage, operator
+
+
+def add_parser(sub: Any) -> None:
+    audit_cmd = sub.add_parser("audit", help="the tamper-evident audit trail")
+    audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad event")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=cmd_audit)
+    export = audit_sub.add_parser("export", help="export as JSON Lines or CSV (recorded, with the recipient)")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--recipient", required=True, help="who receives the export")
+    export.add_argument("--out", help="file (default standard output)")
+    export.set_defaults(func=cmd_audit)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    with open_storage(args) as storage:
+        if args.audit_command == "verify":
+            result = storage.audit.verify()
+            if args.json:
+                emit(result.to_dict())
+            elif result.ok:
+                sys.stdout.write(f"audit trail intact: {result.events} events\n")
+            else:
+                sys.stdout.write(f"audit trail BROKEN at event {result.first_bad_seq}: {result.problem}\n")
+            return 0 if result.ok else 1
+        lines = storage.audit.export(operator(), args.recipient, args.format)
+        target = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115
+        try:
+            for chunk in lines:
+                target.write(chunk)
+        finally:
+            if args.out:
+                target.close()
+        return 0

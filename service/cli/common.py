@@ -1,0 +1,129 @@
+"""What every ``rfr`` command shares: settings from the flags, JSON output, the progress bar, who is
+acting, and opening the storage tier or the full runtime (both closed however the command ends).
+
+Only the standard library and light ``service`` modules are imported here; ``service.runtime`` (and,
+through ``Runtime.build``, onnxruntime and faiss) is imported when a command opens it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from service.config import Settings
+from service.domain.roles import Permission, Principal, operator_principal
+from service.errors import Forbidden, ImageUnreadable
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime, Storage
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+TOKEN_HELP = "act as this user (or env RFR_TOKEN); default: the operator"
+
+
+def operator() -> Principal:
+    """The CLI on a local data directory acts as the machine's operator (an admin), so recorded."""
+    return operator_principal()
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = Path(args.data_dir)
+    if getattr(args, "pack", None):
+        overrides["pack"] = args.pack
+    return Settings(**overrides)
+
+
+def _plain(value: object) -> object:
+    """What ``json`` cannot write itself: read models as their fields, times as ISO 8601."""
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def emit(obj: object) -> None:
+    """One compact JSON line on standard output (dicts, lists and the services' read models)."""
+    sys.stdout.write(json.dumps(obj, separators=(",", ":"), default=_plain) + "\n")
+    sys.stdout.flush()
+
+
+def progress(total: int, desc: str, quiet: bool = False) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def when(value: str | None) -> datetime | None:
+    """An ISO 8601 date or date-time flag (UTC when no zone is given)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise SystemExit(f"not an ISO 8601 date or date-time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@contextmanager
+def open_storage(args: argparse.Namespace) -> Iterator[Storage]:
+    """The storage-only tier: database, image store and the use cases that need no model or index."""
+    from service.runtime import Storage
+
+    storage = Storage.open(settings(args))
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+@contextmanager
+def open_runtime(args: argparse.Namespace) -> Iterator[Runtime]:
+    """Everything, the model and the gallery index included."""
+    from service.runtime import Runtime
+
+    runtime = Runtime.build(settings(args))
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+def acting_user(storage: Storage, args: argparse.Namespace, personal: str | None = None) -> Principal:
+    """The user of ``--token`` (or env RFR_TOKEN) when given, else the machine's operator.
+
+    ``personal`` names a command whose decisions need a user's token: without one it exits."""
+    token = getattr(args, "token", None) or os.environ.get("RFR_TOKEN", "")
+    if token:
+        return storage.users.authenticate(token, via="cli-token")
+    if personal:
+        raise SystemExit(f"rfr {personal}: decisions are personal: give --token (or RFR_TOKEN) of the deciding user")
+    return operator()
+
+
+def require(actor: Principal, *permissions: Permission, doing: str) -> None:
+    """Forbidden unless the actor is the operator or holds one of ``permissions``."""
+    if actor.via != "cli-operator" and not any(actor.can(p) for p in permissions):
+        raise Forbidden(f"role {actor.role} may not {doing}")

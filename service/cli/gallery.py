@@ -1,0 +1,97 @@
+"""``rfr gallery import``: enrol custody images from a folder (one sub-folder per subject) or a CSV manifest."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from service.cli.common import emit, image_files, open_runtime, operator, progress
+from service.domain.provenance import truthy
+
+if TYPE_CHECKING:
+    from service.domain.provenance import SubjectProvenance
+    from service.runtime import Runtime
+
+
+def add_parser(sub: Any) -> None:
+    gallery = sub.add_parser("gallery", help="custody gallery")
+    gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True)
+    imp = gallery_sub.add_parser("import", help="enrol a folder (one sub-folder per subject) or a CSV manifest")
+    imp.add_argument("folder", nargs="?", help="FOLDER/<custody reference>/<images>")
+    imp.add_argument("--manifest", help="CSV: path,custody_reference[,source,lawful_basis,conviction_status,under_18]")
+    imp.add_argument("--source", default="", help="provenance: where the custody images come from")
+    imp.add_argument("--lawful-basis", default="", help="provenance: lawful basis for retention")
+    imp.add_argument("--json", action="store_true", help="print a JSON summary with every rejected image")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=cmd_gallery_import)
+
+
+def _items(args: argparse.Namespace) -> list[tuple[str, Path, SubjectProvenance]]:
+    """(custody reference, image file, provenance) for every image to enrol."""
+    from service.domain.provenance import SubjectProvenance
+
+    items: list[tuple[str, Path, SubjectProvenance]] = []
+    if args.manifest:
+        manifest = Path(args.manifest)
+        with manifest.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                path = Path(row["path"])
+                if not path.is_absolute():
+                    path = (Path(args.folder) if args.folder else manifest.parent) / path
+                provenance = SubjectProvenance(
+                    source=row.get("source", "") or "",
+                    lawful_basis=row.get("lawful_basis", "") or "",
+                    conviction_status=row.get("conviction_status", "") or "unknown",
+                    under_18=truthy(row.get("under_18")),
+                )
+                items.append((row["custody_reference"], path, provenance))
+        return items
+    if not args.folder:
+        raise SystemExit("rfr gallery import: give FOLDER or --manifest FILE.csv")
+    default = SubjectProvenance(source=args.source, lawful_basis=args.lawful_basis)
+    for subject_dir in sorted(p for p in Path(args.folder).iterdir() if p.is_dir()):
+        items.extend((subject_dir.name, path, default) for path in image_files(subject_dir))
+    return items
+
+
+def _enrol(
+    runtime: Runtime, reference: str, path: Path, provenance: SubjectProvenance
+) -> tuple[str, dict[str, str | None]]:
+    """One image's outcome status and its reason (code and message)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return "rejected", {"code": "image_unreadable", "message": str(exc)}
+    outcome = runtime.gallery.enrol(operator(), reference, data, path.name, provenance, save_index=False)
+    return outcome.status, {"code": outcome.reason_code, "message": outcome.reason}
+
+
+def cmd_gallery_import(args: argparse.Namespace) -> int:
+    items = _items(args)
+    counts = {"enrolled": 0, "already_enrolled": 0, "rejected": 0}
+    rejected = []
+    with open_runtime(args) as runtime:
+        with progress(len(items), "enrolling", args.quiet) as bar:
+            for i, (reference, path, provenance) in enumerate(items):
+                status, reason = _enrol(runtime, reference, path, provenance)
+                counts[status] += 1
+                if status == "rejected":
+                    rejected.append({"custody_reference": reference, "file": str(path), **reason})
+                    if not args.json:
+                        bar.write(f"rejected {path}: {reason['code']}: {reason['message']}")
+                if i % 500 == 499:
+                    runtime.gallery.save_index()
+                bar.update(1)
+        runtime.gallery.save_index()
+    summary = {**counts, "total": len(items), "rejected_images": rejected}
+    if args.json:
+        emit(summary)
+    else:
+        sys.stdout.write(
+            f"enrolled {counts['enrolled']}, already enrolled {counts['already_enrolled']}, "
+            f"rejected {counts['rejected']} of {len(items)} images\n"
+        )
+    return 0

@@ -1,0 +1,70 @@
+"""``rfr report`` (a sprint's figures) and ``rfr review`` (decisions, as the user whose token is given)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from service.cli.common import acting_user, emit, open_storage, operator, require
+from service.domain.roles import Permission
+
+REPORT_LABELS = [
+    ("images supplied", "images_supplied"),
+    ("images with a face", "images_with_face"),
+    ("usable faces", "usable_faces"),
+    ("faces searched", "faces_searched"),
+    ("faces with a candidate above threshold", "faces_with_candidate_above_threshold"),
+    ("possible matches", "possible_matches"),
+    ("confirmed matches", "confirmed_matches"),
+    ("distinct subjects confirmed", "distinct_subjects_confirmed"),
+]
+
+
+def add_parser(sub: Any) -> None:
+    report = sub.add_parser("report", help="a sprint's figures: supplied, usable, searched, confirmed ...")
+    report.add_argument("submission", type=int)
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_report)
+
+    review = sub.add_parser("review", help="review decisions, as the user whose --token is given")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    queue = review_sub.add_parser("queue", help="faces waiting for a decision")
+    queue.add_argument("--state", default="unreviewed", choices=["unreviewed", "awaiting_confirmation", "confirmed"])
+    queue.add_argument("--limit", type=int, default=100)
+    decide = review_sub.add_parser("decide", help="review, confirm, overturn or reopen a face's decision")
+    decide.add_argument("face", type=int, help="probe face id (from rfr results --json)")
+    decide.add_argument("--action", required=True, choices=["review", "confirm", "overturn", "reopen"])
+    decide.add_argument("--outcome", choices=["possible_match", "no_match", "inconclusive"])
+    decide.add_argument("--candidate", type=int, help="candidate id, for possible_match")
+    decide.add_argument("--note", default="")
+    decide.add_argument("--expected-version", type=int)
+    for cmd in (queue, decide):
+        cmd.add_argument("--token", help="the deciding user's token (or env RFR_TOKEN)")
+        cmd.set_defaults(func=cmd_review)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    with open_storage(args) as storage:
+        report = storage.review.report(operator(), args.submission)
+    if args.json:
+        emit(report)
+        return 0
+    sys.stdout.write(f"sprint report: submission {report['submission_id']} case {report['case_reference']}\n")
+    for label, key in REPORT_LABELS:
+        sys.stdout.write(f"  {label:<40} {report[key]:>6}\n")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    with open_storage(args) as storage:
+        actor = acting_user(storage, args, personal="review")
+        require(actor, Permission.REVIEW, Permission.CONFIRM, doing="review")
+        if args.review_command == "queue":
+            result: Any = {"queue": storage.review.queue(args.state, args.limit)}
+        else:
+            result = storage.review.decide(
+                actor, args.face, args.action, args.outcome, args.candidate, args.note, args.expected_version
+            )
+    emit(result)
+    return 0

@@ -1,0 +1,37 @@
+"""``rfr serve``: the HTTP service on the data directory (one per directory, held by a lock)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from service.cli.common import settings
+from service.service_lock import ServiceLock
+
+
+def add_parser(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the HTTP service on the data directory")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8700)")
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+
+    config = settings(args)
+    lock = ServiceLock(config.data_dir)
+    if not lock.acquire():
+        raise SystemExit(f"rfr serve: a service is already running on {config.data_dir}")
+    try:
+        uvicorn.run(
+            create_app(config),
+            host=args.host or config.host,
+            port=args.port or config.port,
+            log_level="info" if args.verbose else "warning",
+        )
+    finally:
+        lock.release()
+    return 0

@@ -1,0 +1,160 @@
+"""``rfr submit``, ``rfr results`` and ``rfr search``: sprints of stills, their ranked candidates, one-off searches."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service.cli.common import emit, image_files, open_runtime, open_storage, operator, progress, read_image
+from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
+from service.errors import ServiceError
+from service.service_lock import ServiceLock
+
+
+def add_parser(sub: Any) -> None:
+    submit = sub.add_parser("submit", help="submit every image under FOLDER as one sprint")
+    submit.add_argument("folder")
+    submit.add_argument("--case", required=True, help="case or crime reference")
+    submit.add_argument("--purpose", required=True, help="why the search is necessary")
+    submit.add_argument("--retailer", default="")
+    submit.add_argument("--store", default="")
+    submit.add_argument("--incident", default="", help="incident / crime reference of the stills")
+    submit.add_argument("--captured-at", help="ISO 8601 capture time")
+    submit.add_argument("--supplied-by", default="")
+    submit.add_argument("--witness-statement", action="store_true")
+    submit.add_argument("--provenance", help="CSV keyed by 'file' with per-image provenance columns")
+    submit.add_argument("--search-poor-faces", action="store_true", help="also search poor faces (recorded)")
+    submit.add_argument("--wait", action="store_true", help="return when processing has finished")
+    submit.add_argument("--json", action="store_true")
+    submit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    submit.set_defaults(func=cmd_submit)
+
+    results = sub.add_parser("results", help="a submission's faces and ranked candidates")
+    results.add_argument("submission", type=int)
+    results.add_argument("--json", action="store_true")
+    results.set_defaults(func=cmd_results)
+
+    search = sub.add_parser("search", help="search one still against the gallery")
+    search.add_argument("image")
+    search.add_argument("--search-poor-faces", action="store_true")
+    search.add_argument("--case", default="unspecified", help="case or crime reference (recorded)")
+    search.add_argument("--purpose", default="operator one-off search", help="why (recorded)")
+    search.add_argument("--threshold", type=float, help="operating threshold for this search")
+    search.add_argument("--reason", default="", help="why a lower threshold is needed (recorded)")
+    search.add_argument("--json", action="store_true")
+    search.set_defaults(func=cmd_search)
+
+
+def _probe_provenance(args: argparse.Namespace, folder: Path) -> Callable[[Path], ProbeProvenance]:
+    """A function file -> ProbeProvenance: the flags, overridden by the file's non-empty CSV columns."""
+    default = ProbeProvenance(
+        retailer=args.retailer,
+        store=args.store,
+        incident_reference=args.incident,
+        supplied_by=args.supplied_by,
+        witness_statement=args.witness_statement,
+    ).updated({"captured_at": args.captured_at or ""}, "--captured-at")
+    rows: dict[str, dict[str, str]] = {}
+    if args.provenance:
+        with open(args.provenance, newline="") as fh:
+            rows = {row["file"]: row for row in csv.DictReader(fh)}
+
+    def lookup(path: Path) -> ProbeProvenance:
+        name = str(path.relative_to(folder))
+        row = rows.get(name) or rows.get(path.name) or {}
+        return default.updated({k: v for k, v in row.items() if k in PROBE_FIELDS and v}, name)
+
+    return lookup
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from service.services.submissions import Upload
+
+    folder = Path(args.folder)
+    files = image_files(folder) if folder.is_dir() else []
+    if not files:
+        raise SystemExit(f"rfr submit: no images found under {folder}")
+    with open_runtime(args) as runtime:
+        provenance_of = _probe_provenance(args, folder)
+        actor = operator()
+        submissions = runtime.submissions
+        submission_id = submissions.create(actor, args.case, args.purpose, args.search_poor_faces)
+        rejected = []
+        with progress(len(files), "uploading", args.quiet) as bar:
+            for path in files:
+                name = str(path.relative_to(folder))
+                data = path.read_bytes()
+                try:
+                    submissions.add_images(actor, submission_id, [Upload(name, data, provenance_of(path))])
+                except ServiceError as exc:
+                    submissions.add_rejected(actor, submission_id, name, data, exc.code, exc.message)
+                    rejected.append({"file": name, **exc.to_dict()})
+                bar.update(1)
+        if not ServiceLock(runtime.settings.data_dir).service_running():
+            with progress(len(files) - len(rejected), "processing", args.quiet) as bar:
+                runtime.worker.run_until_empty(progress=bar.update)
+        elif args.wait:
+            while submissions.get(actor, submission_id)["status"] not in {"complete"}:
+                time.sleep(0.5)
+        summary = submissions.get(actor, submission_id)
+    if args.json:
+        emit(
+            {
+                "submission": submission_id,
+                "status": summary["status"],
+                "progress": summary["progress"],
+                "rejected": rejected,
+            }
+        )
+    else:
+        sys.stdout.write(f"{submission_id}\n")
+    return 0
+
+
+def _print_faces_table(file_name: str, status: str, faces: list[dict[str, Any]]) -> None:
+    sys.stdout.write(f"{file_name}  [{status}]  {len(faces)} face(s)\n")
+    for face in faces:
+        quality = face["quality"]
+        verdict = "usable" if quality["usable"] else "poor: " + ", ".join(quality["reasons"])
+        searched = "searched" if face["searched"] else "not searched"
+        sys.stdout.write(f"  face {face['face_index']}: quality {quality['score']:.2f} ({verdict}); {searched}\n")
+        for c in face["candidates"][:10]:
+            mark = "*" if c["above_threshold"] else " "
+            sys.stdout.write(f"    {c['rank']:>3} {mark} {c['score']:.3f}  {c['custody_reference']}\n")
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    with open_storage(args) as storage:
+        results = storage.submissions.results(operator(), args.submission)
+    if args.json:
+        emit(results)
+        return 0
+    sys.stdout.write(
+        f"submission {results['id']}  case {results['case_reference']}  status {results['status']}  "
+        f"({results['progress']['done']} done, {results['progress']['failed']} failed of "
+        f"{results['progress']['total']})\n"
+        "candidates are investigative leads, never identifications; * = above the operating threshold\n\n"
+    )
+    for image in results["images"]:
+        _print_faces_table(image["file"], image["status"], image["faces"])
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    path = Path(args.image)
+    data = read_image(path)
+    with open_runtime(args) as runtime:
+        found = runtime.search.search_still(
+            operator(), data, args.case, args.purpose, args.search_poor_faces, args.threshold, args.reason
+        )
+    result = {"file": path.name, "status": "done", **found}
+    if args.json:
+        emit(result)
+    else:
+        _print_faces_table(path.name, "done", result["faces"])
+    return 0
