@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
 from service.api.media import NO_STORE
-from service.api.schemas import AuditEventOut, AuditVerification
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.audit import AuditFilter
+from service.services.views import AuditEventOut, AuditVerification
 
 router = APIRouter(responses=ERRORS, tags=["audit"])
 
@@ -30,7 +30,7 @@ def audit_events(
     object_id: str | None = None,
     after_seq: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-) -> list[dict[str, Any]]:
+) -> list[AuditEventOut]:
     """The audit trail, filtered (auditors only)."""
     return rt.audit.events(AuditFilter(user, action, object_type, object_id), after_seq=after_seq, limit=limit)
 

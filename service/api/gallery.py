@@ -8,10 +8,11 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
-from service.api.schemas import DeletedSubject, EnrolResult, SubjectOut
+from service.api.schemas import EnrolResult
 from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
+from service.services.views import DeletedSubject, SubjectOut
 
 router = APIRouter(responses=ERRORS, tags=["gallery"])
 
@@ -52,12 +53,12 @@ def list_subjects(
     custody_reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[dict[str, Any]]:
+) -> list[SubjectOut]:
     return rt.gallery.subjects(custody_reference, limit, offset)
 
 
 @router.get("/gallery/subjects/{subject_id}", response_model=SubjectOut)
-def get_subject(rt: RuntimeDep, _: Annotated[Principal, Allowed(P.READ_GALLERY)], subject_id: int) -> dict[str, Any]:
+def get_subject(rt: RuntimeDep, _: Annotated[Principal, Allowed(P.READ_GALLERY)], subject_id: int) -> SubjectOut:
     return rt.gallery.subject(subject_id)
 
 
@@ -67,6 +68,6 @@ def delete_subject(
     actor: Annotated[Principal, Allowed(P.MANAGE_GALLERY)],
     subject_id: int,
     reason: Annotated[str, Query(max_length=500, description="why (e.g. a deletion request)")] = "",
-) -> dict[str, Any]:
+) -> DeletedSubject:
     """Delete a subject on request: records, stored files, templates and index entries, at once."""
-    return {"subject_id": subject_id, **rt.gallery.delete_subject(actor, subject_id, reason)}
+    return rt.gallery.delete_subject(actor, subject_id, reason)

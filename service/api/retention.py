@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.schemas import PurgeResult
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.errors import InvalidRequest
+from service.services.views import PurgeResult
 
 router = APIRouter(responses=ERRORS, tags=["retention"])
 
@@ -21,7 +21,7 @@ def purge(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.PURGE)],
     days: Annotated[float | None, Query(gt=0)] = None,
-) -> dict[str, Any]:
+) -> PurgeResult:
     """Run the retention purge now (it also runs periodically in the service)."""
     if days is not None and days > 3650:
         raise InvalidRequest("days must be at most 3650")

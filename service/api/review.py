@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.schemas import (
-    DecisionHistoryItem,
-    DecisionOut,
-    DecisionRequest,
-    DisclosureRequest,
-    QueueItem,
-    SprintReport,
-)
+from service.api.schemas import DecisionRequest, DisclosureRequest
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
+from service.services.views import DecisionHistoryItem, DecisionOut, Disclosure, QueueItem, SprintReport
 
 router = APIRouter(responses=ERRORS, tags=["review"])
 
@@ -26,7 +20,7 @@ Reader = Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISS
 
 
 @router.post("/faces/{face_id}/decisions", response_model=DecisionOut)
-def decide(rt: RuntimeDep, actor: Reviewer, face_id: int, body: DecisionRequest) -> dict[str, Any]:
+def decide(rt: RuntimeDep, actor: Reviewer, face_id: int, body: DecisionRequest) -> DecisionOut:
     """Record a decision on a probe face (see the workflow in the README); 409 on a conflict."""
     return rt.review.decide(
         actor, face_id, body.action, body.outcome, body.candidate_id, body.note, body.expected_version
@@ -34,7 +28,7 @@ def decide(rt: RuntimeDep, actor: Reviewer, face_id: int, body: DecisionRequest)
 
 
 @router.get("/faces/{face_id}/decisions", response_model=list[DecisionHistoryItem])
-def decision_history(rt: RuntimeDep, _: Reviewer, face_id: int) -> list[dict[str, Any]]:
+def decision_history(rt: RuntimeDep, _: Reviewer, face_id: int) -> list[DecisionHistoryItem]:
     return rt.review.history(face_id)
 
 
@@ -44,19 +38,19 @@ def review_queue(
     _: Reviewer,
     state: Annotated[str, Query(pattern="^(unreviewed|awaiting_confirmation|confirmed)$")] = "unreviewed",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[dict[str, Any]]:
+) -> list[QueueItem]:
     return rt.review.queue(state, limit)
 
 
 @router.get("/submissions/{submission_id}/report", response_model=SprintReport)
-def report(rt: RuntimeDep, actor: Reader, submission_id: int) -> dict[str, Any]:
+def report(rt: RuntimeDep, actor: Reader, submission_id: int) -> SprintReport:
     """The sprint's figures: supplied, with a face, usable, searched, candidates, possible, confirmed."""
     return rt.review.report(actor, submission_id)
 
 
-@router.post("/submissions/{submission_id}/disclosures")
+@router.post("/submissions/{submission_id}/disclosures", response_model=Disclosure)
 def disclose(
     rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.DISCLOSE)], submission_id: int, body: DisclosureRequest
-) -> dict[str, Any]:
+) -> Disclosure:
     """Export the confirmed matches of a sprint to a named recipient (recorded with the recipient)."""
     return rt.review.disclose(actor, submission_id, body.recipient, body.reason)

@@ -10,12 +10,13 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
-from service.api.schemas import SubmissionCreate, SubmissionDetail, SubmissionResults, SubmissionSummary, UploadAccepted
+from service.api.schemas import SubmissionCreate, UploadAccepted
 from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.errors import InvalidRequest
 from service.services.submissions import Upload
+from service.services.views import SubmissionDetail, SubmissionResults, SubmissionSummary
 
 router = APIRouter(responses=ERRORS)
 
@@ -23,7 +24,7 @@ router = APIRouter(responses=ERRORS)
 @router.post("/submissions", response_model=SubmissionSummary, status_code=201, tags=["submissions"])
 def create_submission(
     rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.SUBMIT)], body: SubmissionCreate
-) -> dict[str, Any]:
+) -> SubmissionDetail:
     """Create a sprint; then upload its stills to ``/submissions/{id}/images``."""
     submission_id = rt.submissions.create(actor, body.case_reference, body.purpose, body.search_poor_faces)
     return rt.submissions.get(actor, submission_id)
@@ -35,7 +36,7 @@ def list_submissions(
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[dict[str, Any]]:
+) -> list[SubmissionSummary]:
     return rt.submissions.list_visible(actor, limit, offset)
 
 
@@ -102,7 +103,7 @@ def get_submission(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
     submission_id: int,
-) -> dict[str, Any]:
+) -> SubmissionDetail:
     return rt.submissions.get(actor, submission_id)
 
 
@@ -111,6 +112,6 @@ def submission_results(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
     submission_id: int,
-) -> dict[str, Any]:
+) -> SubmissionResults:
     """Per image and face: quality, whether searched, and the top-k candidates with scores (audited view)."""
     return rt.submissions.results(actor, submission_id)

@@ -9,9 +9,10 @@ from fastapi.responses import Response
 
 from service.api.deps import SESSION_COOKIE, Allowed, CurrentPrincipal, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.schemas import LoginRequest, LoginResponse, Me, PasswordReset, TokenOut, UserCreate, UserOut
+from service.api.schemas import LoginRequest, LoginResponse, Me, PasswordReset, TokenOut, UserCreate
 from service.domain.roles import PERMISSIONS, Principal
 from service.domain.roles import Permission as P
+from service.services.views import UserOut
 
 router = APIRouter(responses=ERRORS)
 
@@ -47,14 +48,14 @@ Admin = Annotated[Principal, Allowed(P.MANAGE_USERS)]
 
 
 @router.get("/users", response_model=list[UserOut], tags=["users"])
-def list_users(rt: RuntimeDep, _: Admin) -> list[dict[str, object]]:
+def list_users(rt: RuntimeDep, _: Admin) -> list[UserOut]:
     return rt.users.list()
 
 
 @router.post("/users", response_model=UserOut, status_code=201, tags=["users"])
-def create_user(rt: RuntimeDep, actor: Admin, body: UserCreate) -> dict[str, object]:
+def create_user(rt: RuntimeDep, actor: Admin, body: UserCreate) -> UserOut:
     rt.users.create(actor, body.username, body.role, body.password)
-    return next(u for u in rt.users.list() if u["username"] == body.username.strip())
+    return next(u for u in rt.users.list() if u.username == body.username.strip())
 
 
 @router.post("/users/{username}/disable", status_code=204, tags=["users"])

@@ -23,7 +23,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         emit(stats)
     else:
         sys.stdout.write(
-            f"purged {stats['images_deleted']} images and {stats['faces_deleted']} faces; kept "
-            f"{stats['images_kept']} images with a confirmed match; deleted {stats['files_deleted']} files\n"
+            f"purged {stats.images_deleted} images and {stats.faces_deleted} faces; kept "
+            f"{stats.images_kept} images with a confirmed match; deleted {stats.files_deleted} files\n"
         )
     return 0

@@ -50,9 +50,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         emit(report)
         return 0
-    sys.stdout.write(f"sprint report: submission {report['submission_id']} case {report['case_reference']}\n")
+    sys.stdout.write(f"sprint report: submission {report.submission_id} case {report.case_reference}\n")
     for label, key in REPORT_LABELS:
-        sys.stdout.write(f"  {label:<40} {report[key]:>6}\n")
+        sys.stdout.write(f"  {label:<40} {getattr(report, key):>6}\n")
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import csv
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from service.cli.common import emit, image_files, open_runtime, open_storage, op
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.errors import ServiceError
 from service.service_lock import ServiceLock
+from service.services.views import FaceOut
 
 
 def add_parser(sub: Any) -> None:
@@ -99,15 +100,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
             with progress(len(files) - len(rejected), "processing", args.quiet) as bar:
                 runtime.worker.run_until_empty(progress=bar.update)
         elif args.wait:
-            while submissions.get(actor, submission_id)["status"] not in {"complete"}:
+            while submissions.get(actor, submission_id).status != "complete":
                 time.sleep(0.5)
         summary = submissions.get(actor, submission_id)
     if args.json:
         emit(
             {
                 "submission": submission_id,
-                "status": summary["status"],
-                "progress": summary["progress"],
+                "status": summary.status,
+                "progress": summary.progress,
                 "rejected": rejected,
             }
         )
@@ -116,16 +117,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_faces_table(file_name: str, status: str, faces: list[dict[str, Any]]) -> None:
+def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut]) -> None:
     sys.stdout.write(f"{file_name}  [{status}]  {len(faces)} face(s)\n")
     for face in faces:
-        quality = face["quality"]
-        verdict = "usable" if quality["usable"] else "poor: " + ", ".join(quality["reasons"])
-        searched = "searched" if face["searched"] else "not searched"
-        sys.stdout.write(f"  face {face['face_index']}: quality {quality['score']:.2f} ({verdict}); {searched}\n")
-        for c in face["candidates"][:10]:
-            mark = "*" if c["above_threshold"] else " "
-            sys.stdout.write(f"    {c['rank']:>3} {mark} {c['score']:.3f}  {c['custody_reference']}\n")
+        quality = face.quality
+        verdict = "usable" if quality.usable else "poor: " + ", ".join(quality.reasons)
+        searched = "searched" if face.searched else "not searched"
+        sys.stdout.write(f"  face {face.face_index}: quality {quality.score:.2f} ({verdict}); {searched}\n")
+        for c in face.candidates[:10]:
+            mark = "*" if c.above_threshold else " "
+            sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -134,14 +135,14 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.json:
         emit(results)
         return 0
+    done = results.progress
     sys.stdout.write(
-        f"submission {results['id']}  case {results['case_reference']}  status {results['status']}  "
-        f"({results['progress']['done']} done, {results['progress']['failed']} failed of "
-        f"{results['progress']['total']})\n"
+        f"submission {results.id}  case {results.case_reference}  status {results.status}  "
+        f"({done.done} done, {done.failed} failed of {done.total})\n"
         "candidates are investigative leads, never identifications; * = above the operating threshold\n\n"
     )
-    for image in results["images"]:
-        _print_faces_table(image["file"], image["status"], image["faces"])
+    for image in results.images:
+        _print_faces_table(image.file, image.status, image.faces)
     return 0
 
 
@@ -152,9 +153,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         found = runtime.search.search_still(
             operator(), data, args.case, args.purpose, args.search_poor_faces, args.threshold, args.reason
         )
-    result = {"file": path.name, "status": "done", **found}
     if args.json:
-        emit(result)
+        emit({"file": path.name, "status": "done", **found.model_dump()})
     else:
-        _print_faces_table(path.name, "done", result["faces"])
+        _print_faces_table(path.name, "done", found.faces)
     return 0

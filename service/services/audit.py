@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.models import AuditEvent, AuditHead
 from service.domain.roles import Principal
+from service.services.views import AuditEventOut
 
 GENESIS = "0" * 64
 _HEAD_KEY = "rfr_audit_head"  # Session.info: (transaction, its locked AuditHead)
@@ -196,7 +197,7 @@ class AuditTrail:
 
     def events(
         self, filters: AuditFilter = AuditFilter(), *, after_seq: int = 0, limit: int = 500
-    ) -> list[dict[str, Any]]:
+    ) -> list[AuditEventOut]:
         """Matching events in chain order, from ``after_seq`` on."""
         with read_session(self.factory) as session:
             rows = query(
@@ -208,13 +209,13 @@ class AuditTrail:
                 after_seq=after_seq,
                 limit=limit,
             )
-            return [event_dict(e) for e in rows]
+            return [AuditEventOut.model_validate(event_dict(e)) for e in rows]
 
-    def latest(self, filters: AuditFilter = AuditFilter(), limit: int = 500) -> list[dict[str, Any]]:
+    def latest(self, filters: AuditFilter = AuditFilter(), limit: int = 500) -> list[AuditEventOut]:
         """The last ``limit`` matching events, newest first."""
         with read_session(self.factory) as session:
             stmt = _filtered(select(AuditEvent), filters).order_by(AuditEvent.seq.desc()).limit(limit)
-            return [event_dict(e) for e in session.scalars(stmt)]
+            return [AuditEventOut.model_validate(event_dict(e)) for e in session.scalars(stmt)]
 
     def actions(self) -> list[str]:
         with read_session(self.factory) as session:

@@ -7,7 +7,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +24,7 @@ from service.embeddings.pipeline import FacePipeline
 from service.errors import InvalidRequest, NotFound, ServiceError
 from service.index import FaissGalleryIndex, open_or_rebuild
 from service.services import audit
+from service.services.views import DeletedSubject, SubjectOut
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class GalleryService:
             self.on_enrolled(actor, subject_id, template_id, choice.pack_id, choice.embedding)
         return EnrolOutcome("enrolled", reference, file_name, subject_id=subject_id, template_id=template_id)
 
-    def delete_subject(self, actor: Principal, subject_id: int, reason: str = "") -> dict[str, int]:
+    def delete_subject(self, actor: Principal, subject_id: int, reason: str = "") -> DeletedSubject:
         """Remove a subject's records, stored files, templates and index entries at once (R7)."""
         with self.factory() as session, session.begin():
             if session.get(Subject, subject_id, with_for_update=True) is None:
@@ -331,7 +331,9 @@ class GalleryService:
             for digest in digests:
                 if not self._file_in_use(session, digest) and self.store.delete(digest):
                     removed_files += 1
-        return {"templates": len(template_ids), "images": len(digests), "files": removed_files}
+        return DeletedSubject(
+            subject_id=subject_id, templates=len(template_ids), images=len(digests), files=removed_files
+        )
 
     @staticmethod
     def _file_in_use(session: Session, digest: str) -> bool:
@@ -343,7 +345,7 @@ class GalleryService:
         with self.holder.lock:
             self.holder.index.save()
 
-    def subjects(self, custody_reference: str | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def subjects(self, custody_reference: str | None = None, limit: int = 100, offset: int = 0) -> list[SubjectOut]:
         """Gallery records with their provenance and counts, in id order."""
         with read_session(self.factory) as session:
             query = select(Subject).order_by(Subject.id).limit(limit).offset(offset)
@@ -351,7 +353,7 @@ class GalleryService:
                 query = query.where(Subject.custody_reference == custody_reference)
             return [_subject_record(session, s) for s in session.scalars(query).all()]
 
-    def subject(self, subject_id: int) -> dict[str, Any]:
+    def subject(self, subject_id: int) -> SubjectOut:
         """One record with its provenance, counts and custody image ids (404 if unknown)."""
         with read_session(self.factory) as session:
             subject = session.get(Subject, subject_id)
@@ -360,7 +362,7 @@ class GalleryService:
             return _subject_record(session, subject)
 
 
-def _subject_record(session: Session, subject: Subject) -> dict[str, Any]:
+def _subject_record(session: Session, subject: Subject) -> SubjectOut:
     image_ids = [
         int(i)
         for i in session.scalars(
@@ -368,15 +370,15 @@ def _subject_record(session: Session, subject: Subject) -> dict[str, Any]:
         )
     ]
     templates = session.scalar(select(func.count()).where(FaceTemplate.subject_id == subject.id))
-    return {
-        "id": subject.id,
-        "custody_reference": subject.custody_reference,
-        "source": subject.source,
-        "lawful_basis": subject.lawful_basis,
-        "conviction_status": subject.conviction_status,
-        "under_18": subject.under_18,
-        "enrolled_at": subject.enrolled_at,
-        "images": len(image_ids),
-        "image_ids": image_ids,
-        "templates": int(templates or 0),
-    }
+    return SubjectOut(
+        id=subject.id,
+        custody_reference=subject.custody_reference,
+        source=subject.source,
+        lawful_basis=subject.lawful_basis,
+        conviction_status=subject.conviction_status,
+        under_18=subject.under_18,
+        enrolled_at=subject.enrolled_at,
+        images=len(image_ids),
+        image_ids=image_ids,
+        templates=int(templates or 0),
+    )

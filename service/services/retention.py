@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +21,7 @@ from service.db.image_store import ImageStore
 from service.db.models import CustodyImage, ProbeFace, ProbeImage, Submission
 from service.domain.roles import Principal, Role
 from service.services import audit
+from service.services.views import PurgeResult
 
 if TYPE_CHECKING:
     from service.services.linking import LinkingService
@@ -41,7 +42,7 @@ class RetentionService:
         self.days = days
         self.linking = linking  # purged faces leave their unknown groups; empty groups go
 
-    def purge(self, actor: Principal, *, now: datetime | None = None, days: float | None = None) -> dict[str, Any]:
+    def purge(self, actor: Principal, *, now: datetime | None = None, days: float | None = None) -> PurgeResult:
         keep_days = self.days if days is None else days
         cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
         stats = {"submissions": 0, "images_deleted": 0, "faces_deleted": 0, "images_kept": 0, "files_deleted": 0}
@@ -83,7 +84,7 @@ class RetentionService:
                 )
                 if not in_use and self.store.delete(digest):
                     stats["files_deleted"] += 1
-        return stats
+        return PurgeResult(**stats)
 
 
 class PeriodicPurge:

@@ -19,6 +19,7 @@ from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
 from service.services.submissions import visible_submission
+from service.services.views import DecisionHistoryItem, DecisionOut, Disclosure, Lead, QueueItem, SprintReport
 
 LEADS_NOTICE = "Confirmed matches are investigative leads, not identifications."
 
@@ -40,7 +41,7 @@ class ReviewService:
         candidate_id: int | None = None,
         note: str = "",
         expected_version: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> DecisionOut:
         """Record one decision; a stale or concurrent conflicting decision raises ``review_conflict``."""
         try:
             action_value = Action(action)
@@ -117,42 +118,42 @@ class ReviewService:
                 to_state=target.value,
                 note_sha256=hashlib.sha256(note.encode()).hexdigest() if note else None,
             )
-            return {
-                "face_id": face_id,
-                "decision_id": decision.id,
-                "state": target.value,
-                "version": version + 1,
-                "outcome": decision.outcome,
-                "candidate_id": decision.candidate_id,
-            }
+            return DecisionOut(
+                face_id=face_id,
+                decision_id=decision.id,
+                state=target.value,
+                version=version + 1,
+                outcome=decision.outcome,
+                candidate_id=decision.candidate_id,
+            )
 
-    def history(self, face_id: int) -> list[dict[str, Any]]:
-        with self.factory() as session:
+    def history(self, face_id: int) -> list[DecisionHistoryItem]:
+        with read_session(self.factory) as session:
             if session.get(ProbeFace, face_id) is None:
                 raise NotFound(f"probe face {face_id} not found")
             rows = session.scalars(
                 select(ReviewDecision).where(ReviewDecision.probe_face_id == face_id).order_by(ReviewDecision.id)
             )
             return [
-                {
-                    "id": d.id,
-                    "action": d.action,
-                    "outcome": d.outcome,
-                    "candidate_id": d.candidate_id,
-                    "subject_id": d.subject_id,
-                    "note": d.note,
-                    "username": d.username,
-                    "role": d.role,
-                    "from_state": d.from_state,
-                    "to_state": d.to_state,
-                    "at": d.created_at.isoformat(),
-                }
+                DecisionHistoryItem(
+                    id=d.id,
+                    action=d.action,
+                    outcome=d.outcome,
+                    candidate_id=d.candidate_id,
+                    subject_id=d.subject_id,
+                    note=d.note,
+                    username=d.username,
+                    role=d.role,
+                    from_state=d.from_state,
+                    to_state=d.to_state,
+                    at=d.created_at,
+                )
                 for d in rows
             ]
 
-    def queue(self, state: str, limit: int = 100) -> list[dict[str, Any]]:
+    def queue(self, state: str, limit: int = 100) -> list[QueueItem]:
         """Faces waiting for a decision: searched, with at least one candidate, in ``state``."""
-        with self.factory() as session:
+        with read_session(self.factory) as session:
             rows = session.execute(
                 select(
                     ProbeFace.id,
@@ -170,38 +171,38 @@ class ReviewService:
                 .limit(limit)
             ).all()
             return [
-                {
-                    "face_id": r[0],
-                    "submission_id": r[1],
-                    "file": r[2],
-                    "face_index": r[3],
-                    "state": r[4],
-                    "first_reviewer": r[5],
-                    "outcome": r[6],
-                }
-                for r in rows
+                QueueItem(
+                    face_id=face_id,
+                    submission_id=submission_id,
+                    file=file_name,
+                    face_index=face_index,
+                    state=review_state,
+                    first_reviewer=first_reviewer,
+                    outcome=outcome,
+                )
+                for face_id, submission_id, file_name, face_index, review_state, first_reviewer, outcome in rows
             ]
 
-    def report(self, actor: Principal, submission_id: int) -> dict[str, Any]:
+    def report(self, actor: Principal, submission_id: int) -> SprintReport:
         """The sprint's figures, for a submission ``actor`` may see."""
         with read_session(self.factory) as session:
             return sprint_report(session, visible_submission(session, actor, submission_id))
 
-    def disclose(self, actor: Principal, submission_id: int, recipient: str, reason: str = "") -> dict[str, Any]:
+    def disclose(self, actor: Principal, submission_id: int, recipient: str, reason: str = "") -> Disclosure:
         """Export the confirmed matches of a sprint to a named recipient (recorded with the recipient)."""
         with self.factory() as session, session.begin():
             submission = visible_submission(session, actor, submission_id)
             leads = [
-                {
-                    "face_id": face.id,
-                    "file": image.file_name,
-                    "retailer": image.retailer,
-                    "store": image.store,
-                    "incident_reference": image.incident_reference,
-                    "captured_at": image.captured_at.isoformat() if image.captured_at else None,
-                    "custody_reference": subject.custody_reference,
-                    "score": round(candidate.score, 4),
-                }
+                Lead(
+                    face_id=face.id,
+                    file=image.file_name,
+                    retailer=image.retailer,
+                    store=image.store,
+                    incident_reference=image.incident_reference,
+                    captured_at=image.captured_at,
+                    custody_reference=subject.custody_reference,
+                    score=round(candidate.score, 4),
+                )
                 for face, candidate, subject, image, _ in session.execute(
                     confirmed_matches(submission_id=submission_id)
                 ).all()
@@ -216,12 +217,12 @@ class ReviewService:
                 reason=reason,
                 case_reference=submission.case_reference,
                 leads=len(leads),
-                face_ids=[lead["face_id"] for lead in leads],
+                face_ids=[lead.face_id for lead in leads],
             )
-        return {"submission_id": submission_id, "recipient": recipient, "notice": LEADS_NOTICE, "leads": leads}
+        return Disclosure(submission_id=submission_id, recipient=recipient, notice=LEADS_NOTICE, leads=leads)
 
 
-def sprint_report(session: Session, submission: Submission) -> dict[str, Any]:
+def sprint_report(session: Session, submission: Submission) -> SprintReport:
     """The figures the Met reported for its sprints, for one submission."""
     sid = submission.id
     images = select(ProbeImage.id).where(ProbeImage.submission_id == sid)
@@ -232,35 +233,37 @@ def sprint_report(session: Session, submission: Submission) -> dict[str, Any]:
 
     above = select(Candidate.probe_face_id).where(Candidate.above_threshold.is_(True))
     confirmed_match = (faces.c.review_state == "confirmed") & (faces.c.review_outcome == "possible_match")
-    return {
-        "submission_id": sid,
-        "case_reference": submission.case_reference,
-        "images_supplied": count(select(func.count()).select_from(images.subquery())),
-        "images_failed": count(
-            select(func.count()).where(ProbeImage.submission_id == sid, ProbeImage.status == "failed")
-        ),
-        "images_with_face": count(select(func.count(func.distinct(faces.c.probe_image_id)))),
-        "faces": count(select(func.count()).select_from(faces)),
-        "usable_faces": count(select(func.count()).select_from(faces).where(faces.c.usable.is_(True))),
-        "faces_searched": count(select(func.count()).select_from(faces).where(faces.c.searched.is_(True))),
-        "faces_with_candidate_above_threshold": count(
-            select(func.count()).select_from(faces).where(faces.c.id.in_(above))
-        ),
-        "possible_matches": count(
-            select(func.count()).select_from(faces).where(faces.c.review_outcome == "possible_match")
-        ),
-        "confirmed_matches": count(select(func.count()).select_from(faces).where(confirmed_match)),
-        "distinct_subjects_confirmed": count(
-            select(func.count(func.distinct(Candidate.subject_id)))
-            .join(faces, faces.c.review_candidate_id == Candidate.id)
-            .where(confirmed_match)
-        ),
-        "faces_awaiting_review": count(
-            select(func.count())
-            .select_from(faces)
-            .where(faces.c.review_state == "unreviewed", faces.c.searched.is_(True))
-        ),
-        "faces_awaiting_confirmation": count(
-            select(func.count()).select_from(faces).where(faces.c.review_state == "awaiting_confirmation")
-        ),
-    }
+    return SprintReport(
+        **{
+            "submission_id": sid,
+            "case_reference": submission.case_reference,
+            "images_supplied": count(select(func.count()).select_from(images.subquery())),
+            "images_failed": count(
+                select(func.count()).where(ProbeImage.submission_id == sid, ProbeImage.status == "failed")
+            ),
+            "images_with_face": count(select(func.count(func.distinct(faces.c.probe_image_id)))),
+            "faces": count(select(func.count()).select_from(faces)),
+            "usable_faces": count(select(func.count()).select_from(faces).where(faces.c.usable.is_(True))),
+            "faces_searched": count(select(func.count()).select_from(faces).where(faces.c.searched.is_(True))),
+            "faces_with_candidate_above_threshold": count(
+                select(func.count()).select_from(faces).where(faces.c.id.in_(above))
+            ),
+            "possible_matches": count(
+                select(func.count()).select_from(faces).where(faces.c.review_outcome == "possible_match")
+            ),
+            "confirmed_matches": count(select(func.count()).select_from(faces).where(confirmed_match)),
+            "distinct_subjects_confirmed": count(
+                select(func.count(func.distinct(Candidate.subject_id)))
+                .join(faces, faces.c.review_candidate_id == Candidate.id)
+                .where(confirmed_match)
+            ),
+            "faces_awaiting_review": count(
+                select(func.count())
+                .select_from(faces)
+                .where(faces.c.review_state == "unreviewed", faces.c.searched.is_(True))
+            ),
+            "faces_awaiting_confirmation": count(
+                select(func.count()).select_from(faces).where(faces.c.review_state == "awaiting_confirmation")
+            ),
+        }
+    )

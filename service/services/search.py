@@ -18,6 +18,7 @@ from service.embeddings.pipeline import FacePipeline
 from service.errors import Forbidden, InvalidRequest, PackMismatch
 from service.services import audit
 from service.services.gallery import GalleryIndexHolder
+from service.services.views import FaceOut, SearchResult
 
 
 class GallerySearcher:
@@ -171,7 +172,7 @@ class SearchService:
         search_poor_faces: bool = False,
         threshold: float | None = None,
         override_reason: str = "",
-    ) -> dict[str, Any]:
+    ) -> SearchResult:
         """Every face of the still and its candidates, audited; a threshold below the pack's needs a
         confirmer and a reason (R4), recorded."""
         if not case_reference.strip() or not purpose.strip():
@@ -211,10 +212,10 @@ class SearchService:
                 pack=pack,
                 threshold=used,
             )
-        return {
-            "pack_id": pack,
-            "threshold": used,
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "faces": [o.to_dict(i) for i, o in enumerate(outcomes)],
-        }
+        return SearchResult(
+            pack_id=pack,
+            threshold=used,
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+            faces=[FaceOut.model_validate(o.to_dict(i)) for i, o in enumerate(outcomes)],
+        )

@@ -19,6 +19,19 @@ from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceError
 from service.services import audit
+from service.services.views import (
+    CandidateOut,
+    ImageError,
+    ProbeImageResult,
+    ProbeImageStatus,
+    Progress,
+    Quality,
+    ReviewInfo,
+    StoredFaceOut,
+    SubmissionDetail,
+    SubmissionResults,
+    SubmissionSummary,
+)
 
 # Decodes an upload's bytes into pixels, or raises a typed error (``service.embeddings.decode``).
 Decoder = Callable[[bytes], NDArray[np.uint8]]
@@ -155,7 +168,7 @@ class SubmissionService:
             return int(image.id)
 
     @staticmethod
-    def _summary(session: Session, submission: Submission) -> dict[str, Any]:
+    def _summary_fields(session: Session, submission: Submission) -> dict[str, Any]:
         counts = dict(
             session.execute(
                 select(ProbeImage.status, func.count())
@@ -180,42 +193,32 @@ class SubmissionService:
             "submitted_by": submission.submitted_by,
             "search_poor_faces": submission.search_poor_faces,
             "pack_id": submission.pack_id,
-            "created_at": submission.created_at.isoformat(),
+            "created_at": submission.created_at,
             "status": status,
-            "progress": {"total": total, **{s: int(counts.get(s, 0)) for s in IMAGE_STATUSES}},
+            "progress": Progress(total=total, **{s: int(counts.get(s, 0)) for s in IMAGE_STATUSES}),
         }
 
-    def list_visible(self, actor: Principal, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    def list_visible(self, actor: Principal, limit: int = 100, offset: int = 0) -> list[SubmissionSummary]:
         with read_session(self.factory) as session:
             query = select(Submission).order_by(Submission.id.desc()).limit(limit).offset(offset)
             if not actor.reads_everything:
                 query = query.where(Submission.submitted_by == actor.username)
-            return [self._summary(session, s) for s in session.scalars(query).all()]
+            return [SubmissionSummary(**self._summary_fields(session, s)) for s in session.scalars(query).all()]
 
-    def get(self, actor: Principal, submission_id: int) -> dict[str, Any]:
+    def get(self, actor: Principal, submission_id: int) -> SubmissionDetail:
+        """Progress and every image's status with its provenance."""
         with read_session(self.factory) as session:
             submission = visible_submission(session, actor, submission_id)
-            summary = self._summary(session, submission)
-            summary["images"] = [
-                {
-                    "id": image.id,
-                    "file": image.file_name,
-                    "status": image.status,
-                    "error": {"code": image.error_code, "message": image.error_message} if image.error_code else None,
-                    **_provenance(image),
-                }
-                for image in submission.images
-            ]
-            return summary
+            images = [ProbeImageStatus(**_image_fields(image)) for image in submission.images]
+            return SubmissionDetail(**self._summary_fields(session, submission), images=images)
 
-    def results(self, actor: Principal, submission_id: int) -> dict[str, Any]:
+    def results(self, actor: Principal, submission_id: int) -> SubmissionResults:
         """Every image's faces and candidates; the view is recorded in the audit trail (R1)."""
         with self.factory() as session, session.begin():
             submission = visible_submission(session, actor, submission_id)
             audit.append(
                 session, actor, "results_viewed", "submission", submission_id, case_reference=submission.case_reference
             )
-            summary = self._summary(session, submission)
             images = session.scalars(
                 select(ProbeImage)
                 .where(ProbeImage.submission_id == submission_id)
@@ -224,20 +227,18 @@ class SubmissionService:
                     selectinload(ProbeImage.faces).selectinload(ProbeFace.candidates).selectinload(Candidate.subject)
                 )
             ).all()
-            summary["images"] = [
-                {
-                    "id": image.id,
-                    "file": image.file_name,
-                    "status": image.status,
-                    "error": {"code": image.error_code, "message": image.error_message} if image.error_code else None,
-                    **_provenance(image),
-                    "width": image.width,
-                    "height": image.height,
-                    "faces": [_face_dict(face) for face in image.faces],
-                }
-                for image in images
-            ]
-            return summary
+            return SubmissionResults(
+                **self._summary_fields(session, submission),
+                images=[
+                    ProbeImageResult(
+                        **_image_fields(image),
+                        width=image.width,
+                        height=image.height,
+                        faces=[_stored_face(face) for face in image.faces],
+                    )
+                    for image in images
+                ],
+            )
 
     def submission_of_face(self, actor: Principal, face_id: int) -> int:
         """The id of the submission a probe face belongs to, if ``actor`` may see it (404 otherwise)."""
@@ -249,45 +250,50 @@ class SubmissionService:
             return int(visible_submission(session, actor, image.submission_id).id)
 
 
-def _provenance(image: ProbeImage) -> dict[str, Any]:
+def _image_fields(image: ProbeImage) -> dict[str, Any]:
+    """A probe image's status and provenance (R8)."""
     return {
+        "id": image.id,
+        "file": image.file_name,
+        "status": image.status,
+        "error": ImageError(code=image.error_code, message=image.error_message) if image.error_code else None,
         "retailer": image.retailer,
         "store": image.store,
         "incident_reference": image.incident_reference,
-        "captured_at": image.captured_at.isoformat() if image.captured_at else None,
+        "captured_at": image.captured_at,
         "supplied_by": image.supplied_by,
         "witness_statement": image.witness_statement,
     }
 
 
-def _face_dict(face: ProbeFace) -> dict[str, Any]:
-    return {
-        "id": face.id,
-        "face_index": face.face_index,
-        "box": face.box,
-        "landmarks": face.landmarks,
-        "det_score": face.det_score,
-        "quality": {"score": face.quality_score, "usable": face.usable, "reasons": face.reasons},
-        "searched": face.searched,
-        "poor_face_override": face.poor_face_override,
-        "threshold": face.threshold,
-        "review": {
-            "state": face.review_state,
-            "version": face.review_version,
-            "outcome": face.review_outcome,
-            "candidate_id": face.review_candidate_id,
-            "first_reviewer": face.first_reviewer,
-        },
-        "candidates": [
-            {
-                "id": c.id,
-                "rank": c.rank,
-                "custody_reference": c.subject.custody_reference,
-                "subject_id": c.subject_id,
-                "template_id": c.template_id,
-                "score": round(c.score, 4),
-                "above_threshold": c.above_threshold,
-            }
+def _stored_face(face: ProbeFace) -> StoredFaceOut:
+    return StoredFaceOut(
+        id=face.id,
+        face_index=face.face_index,
+        box=face.box,
+        landmarks=face.landmarks,
+        det_score=face.det_score,
+        quality=Quality(score=face.quality_score, usable=face.usable, reasons=face.reasons),
+        searched=face.searched,
+        poor_face_override=face.poor_face_override,
+        threshold=face.threshold,
+        review=ReviewInfo(
+            state=face.review_state,
+            version=face.review_version,
+            outcome=face.review_outcome,
+            candidate_id=face.review_candidate_id,
+            first_reviewer=face.first_reviewer,
+        ),
+        candidates=[
+            CandidateOut(
+                id=c.id,
+                rank=c.rank,
+                custody_reference=c.subject.custody_reference,
+                subject_id=c.subject_id,
+                template_id=c.template_id,
+                score=round(c.score, 4),
+                above_threshold=c.above_threshold,
+            )
             for c in face.candidates
         ],
-    }
+    )

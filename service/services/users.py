@@ -17,10 +17,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db.engine import read_session
 from service.db.models import ApiToken, User
 from service.domain.roles import Principal, Role
 from service.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from service.services import audit
+from service.services.views import UserOut
 
 MIN_PASSWORD_LENGTH = 12
 WELL_KNOWN = {
@@ -170,15 +172,9 @@ class UserService:
             raise Unauthenticated("token revoked or expired, or the account is disabled")
         return _principal(user, via)
 
-    def list(self) -> list[dict[str, object]]:
-        with self.factory() as session:
+    def list(self) -> list[UserOut]:
+        with read_session(self.factory) as session:
             return [
-                {
-                    "id": u.id,
-                    "username": u.username,
-                    "role": u.role,
-                    "disabled": u.disabled,
-                    "created_at": u.created_at.isoformat(),
-                }
+                UserOut(id=u.id, username=u.username, role=u.role, disabled=u.disabled, created_at=u.created_at)
                 for u in session.scalars(select(User).order_by(User.id))
             ]

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,9 +34,21 @@ from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Un
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
+from service.services.views import ProbeImageResult, StoredFaceOut
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def when(value: datetime | str | None, length: int = 16) -> str:
+    """A time as the pages show it: ISO 8601 to ``length`` characters with a space for the T, else a dash."""
+    if not value:
+        return "—"
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    return text[:length].replace("T", " ")
+
+
+templates.env.filters["when"] = when
 router = APIRouter(include_in_schema=False)
 COOKIE = SESSION_COOKIE
 REPORT_ROWS = [
@@ -163,7 +176,7 @@ def home(principal: PagePrincipal) -> RedirectResponse:
 def submissions_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     rows = rt.submissions.list_visible(principal, 200)
-    live = any(s["status"] in ("queued", "processing") for s in rows)
+    live = any(s.status in ("queued", "processing") for s in rows)
     return render(request, "submissions.html", submissions=rows, live=live)
 
 
@@ -209,14 +222,14 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
 def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     results = rt.submissions.results(principal, submission_id)
-    return render(request, "submission.html", s=results, images=results["images"])
+    return render(request, "submission.html", s=results, images=results.images)
 
 
 @router.get("/ui/submissions/{submission_id}/report", response_class=HTMLResponse)
 def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     report = rt.review.report(principal, submission_id)
-    top = max([report[key] for _, key in REPORT_ROWS] + [1])
+    top = max([getattr(report, key) for _, key in REPORT_ROWS] + [1])
     return render(request, "report.html", r=report, rows=REPORT_ROWS, top=top)
 
 
@@ -233,13 +246,12 @@ def review_queue_page(
     return render(request, "review_queue.html", items=rt.review.queue(state, 500), state=state)
 
 
-def _face_context(rt: Runtime, principal: Principal, face_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _face_context(rt: Runtime, principal: Principal, face_id: int) -> tuple[int, ProbeImageResult, StoredFaceOut]:
     submission_id = rt.submissions.submission_of_face(principal, face_id)
-    results = rt.submissions.results(principal, submission_id)
-    for image in results["images"]:
-        for f in image["faces"]:
-            if f["id"] == face_id:
-                return image | {"submission_id": submission_id}, f
+    for image in rt.submissions.results(principal, submission_id).images:
+        for face in image.faces:
+            if face.id == face_id:
+                return submission_id, image, face
     raise NotFound(f"probe face {face_id} not found")
 
 
@@ -248,15 +260,16 @@ def review_face_page(
     request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: int, state: str = "unreviewed"
 ) -> HTMLResponse:
     need(principal, "review", "confirm")
-    image, face = _face_context(rt, principal, face_id)
-    queue = [item["face_id"] for item in rt.review.queue(state, 1000)]
+    submission_id, image, face = _face_context(rt, principal, face_id)
+    queue = [item.face_id for item in rt.review.queue(state, 1000)]
     position = queue.index(face_id) if face_id in queue else -1
     prev_id = queue[position - 1] if position > 0 else None
     next_id = queue[position + 1] if 0 <= position < len(queue) - 1 else (queue[0] if position < 0 and queue else None)
-    chosen = next((c for c in face["candidates"] if c["id"] == face["review"]["candidate_id"]), None)
+    chosen = next((c for c in face.candidates if c.id == face.review.candidate_id), None)
     return render(
         request,
         "review_face.html",
+        submission_id=submission_id,
         image=image,
         face=face,
         state=state,
@@ -277,7 +290,7 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
     version = _text(form, "expected_version")
 
     def decide_then_next() -> int | None:
-        before = [item["face_id"] for item in rt.review.queue(state, 1000)]
+        before = [item.face_id for item in rt.review.queue(state, 1000)]
         rt.review.decide(
             principal,
             face_id,
@@ -288,7 +301,7 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
             int(version) if version.isdigit() else None,
         )
         later = before[before.index(face_id) + 1 :] if face_id in before else before
-        remaining = {item["face_id"] for item in rt.review.queue(state, 1000)}
+        remaining = {item.face_id for item in rt.review.queue(state, 1000)}
         return next((f for f in later if f in remaining), None)
 
     upcoming = await run_in_threadpool(decide_then_next)
@@ -330,7 +343,7 @@ def _audit_page(request: Request, rt: Runtime, filters: dict[str, str]) -> HTMLR
             object_id=filters.get("object_id") or None,
         )
     )
-    rows = [e | {"details_text": json.dumps(e["details"], sort_keys=True)} for e in events]
+    rows = [{"event": e, "details_text": json.dumps(e.details, sort_keys=True)} for e in events]
     return render(
         request, "audit.html", events=rows, verification=rt.audit.verify(), filters=filters, actions=rt.audit.actions()
     )

@@ -13,6 +13,7 @@ from service.domain.roles import Principal, Role
 from service.errors import Forbidden, ServiceError
 from service.runtime import Runtime
 from service.services import audit
+from service.services.views import DecisionOut
 from tests.fixtures import submit_stills
 
 ANALYST = Principal(username="ana", role=Role.ANALYST, via="test")
@@ -55,7 +56,7 @@ def test_concurrent_conflicting_decisions_one_wins_one_409(runtime: Runtime, tok
     for t in threads:
         t.join()
     errors = [r for r in results.values() if isinstance(r, ServiceError)]
-    wins = [r for r in results.values() if isinstance(r, dict)]
+    wins = [r for r in results.values() if isinstance(r, DecisionOut)]
     assert len(wins) == 1 and len(errors) == 1, results
     assert errors[0].http_status == 409 and errors[0].code == "review_conflict"
     with runtime.factory() as session:
