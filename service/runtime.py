@@ -131,7 +131,7 @@ class Runtime(Storage):
             pipeline=pipeline,
             holder=holder,
             gallery=GalleryService(
-                storage.factory, pipeline, storage.store, holder, on_enrolled=storage.linking.cold_case
+                storage.factory, pipeline, storage.store, holder, on_enrolled=[storage.linking.template_enrolled]
             ),
             searcher=searcher,
             search=SearchService(pipeline, searcher, storage.factory),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -153,19 +153,21 @@ def get_unknown(rt: RuntimeDep, actor: ProlificReader, group_id: int) -> read.Gr
 
 
 @router.post("/unknowns/{group_id}/confirm", response_model=GroupDecisionResult, tags=["prolific"])
-def confirm_unknown(rt: RuntimeDep, actor: GroupReviewer, group_id: int, body: ConfirmRequest) -> dict[str, Any]:
+def confirm_unknown(
+    rt: RuntimeDep, actor: GroupReviewer, group_id: int, body: ConfirmRequest
+) -> read.GroupDecisionDone:
     """Confirm that a group's faces show one person (an investigative lead, not an identification)."""
     return rt.linking.confirm(actor, group_id, body.note, body.expected_version)
 
 
 @router.post("/unknowns/{group_id}/split", response_model=GroupDecisionResult, tags=["prolific"])
-def split_unknown(rt: RuntimeDep, actor: GroupReviewer, group_id: int, body: SplitRequest) -> dict[str, Any]:
+def split_unknown(rt: RuntimeDep, actor: GroupReviewer, group_id: int, body: SplitRequest) -> read.GroupDecisionDone:
     """Move the named faces into a new group; automatic linking never merges the two again."""
     return rt.linking.split(actor, group_id, body.face_ids, body.note, body.expected_version)
 
 
 @router.post("/unknowns/merge", response_model=GroupDecisionResult, tags=["prolific"])
-def merge_unknowns(rt: RuntimeDep, actor: GroupReviewer, body: MergeRequest) -> dict[str, Any]:
+def merge_unknowns(rt: RuntimeDep, actor: GroupReviewer, body: MergeRequest) -> read.GroupDecisionDone:
     """Merge groups into the first one named (refused if two of them hold faces of one still)."""
     return rt.linking.merge(actor, body.group_ids, body.note)
 

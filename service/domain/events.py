@@ -1,4 +1,4 @@
-"""Domain events: what one part of the service announces for others to act on, in the same transaction.
+"""Domain events: what one part of the service announces for others to act on.
 
 Plain frozen values (no database, no web framework): the publisher builds them from what it has
 just decided, so a subscriber needs neither to parse strings nor to query the facts again.
@@ -7,6 +7,9 @@ just decided, so a subscriber needs neither to parse strings nor to query the fa
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
 
 from service.domain.review import Outcome, ReviewState
 from service.domain.roles import Principal
@@ -33,3 +36,14 @@ class ReviewDecided:
     @property
     def confirmed_no_match(self) -> bool:
         return self.state is ReviewState.CONFIRMED and self.outcome is Outcome.NO_MATCH
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateEnrolled:
+    """A custody image was enrolled: its subject, the new template and its embedding (after commit)."""
+
+    subject_id: int
+    template_id: int
+    pack_id: str
+    embedding: NDArray[np.float32]
+    actor: Principal

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
 from service.db.vectors import embedding_from_bytes, embedding_to_bytes
+from service.domain.events import TemplateEnrolled
 from service.domain.faces import FaceRecord
 from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Principal
@@ -187,7 +188,7 @@ def bump_version(session: Session, pack_id: str) -> int:
     return int(state.version)
 
 
-EnrolledHook = Callable[[Principal, int, int, str, NDArray[np.float32]], object]
+EnrolledHandler = Callable[[TemplateEnrolled], object]
 
 
 class GalleryService:
@@ -197,7 +198,7 @@ class GalleryService:
         pipeline: FacePipeline,
         store: ImageStore,
         holder: GalleryIndexHolder,
-        on_enrolled: EnrolledHook | None = None,
+        on_enrolled: Sequence[EnrolledHandler] = (),
     ) -> None:
         self.factory = factory
         self.pipeline = pipeline
@@ -299,8 +300,9 @@ class GalleryService:
         self.holder.applied(
             version, add=(np.array([template_id], np.int64), choice.embedding[None, :]), save=save_index
         )
-        if self.on_enrolled is not None:
-            self.on_enrolled(actor, subject_id, template_id, choice.pack_id, choice.embedding)
+        event = TemplateEnrolled(subject_id, template_id, choice.pack_id, choice.embedding, actor)
+        for handler in self.on_enrolled:
+            handler(event)
         return EnrolOutcome("enrolled", reference, file_name, subject_id=subject_id, template_id=template_id)
 
     def delete_subject(self, actor: Principal, subject_id: int, reason: str = "") -> DeletedSubject:

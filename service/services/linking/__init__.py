@@ -27,7 +27,7 @@ The package, along those seams (``LinkingService`` is the one facade the rest of
   (lock → sync → the change → new stamp; an error marks the index stale).
 * ``auto`` — automatic linking of the worker's unmatched faces, auto merges, and the review
   subscriber (``ReviewDecided``: a confirmed no-match joins, a confirmed match leaves).
-* ``cold_case`` — re-search of the unknown faces on enrolment.
+* ``cold_case`` — re-search of the unknown faces on enrolment (``TemplateEnrolled``).
 * ``decisions`` — reviewers' confirm, split and merge.
 * ``views`` — the read side: groups, a subject's appearances, the prolific ranking.
 * ``purge`` — retention's hooks.

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
-from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Candidate, GroupMember, ProbeFace, ProbeImage, ReviewDecision, Submission
+from service.domain.events import TemplateEnrolled
 from service.domain.roles import Principal
 from service.services import audit
 from service.services.linking.clock import aware, now
 from service.services.linking.held import HeldFaces
+from service.services.linking.models import ColdCaseHit
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +36,11 @@ class ColdCase:
         self.match_threshold = match_threshold
         self.retention_days = retention_days
 
-    def cold_case(
-        self, actor: Principal, subject_id: int, template_id: int, pack_id: str, embedding: NDArray[np.float32]
-    ) -> list[dict[str, Any]]:
-        """Gallery hook after an enrolment: unknown faces from the retention window that the new template
-        matches get a candidate and go (back) to the review queue."""
-        if not self.enabled or pack_id != self.held.pack_id:
+    def template_enrolled(self, event: TemplateEnrolled) -> list[ColdCaseHit]:
+        """After an enrolment: unknown faces from the retention window that the new template matches get
+        a candidate and go (back) to the review queue."""
+        actor, subject_id, template_id, embedding = event.actor, event.subject_id, event.template_id, event.embedding
+        if not self.enabled or event.pack_id != self.held.pack_id:
             return []
         with self.factory() as session, session.begin(), self.held.synced(session):
             ids, sims = self.held.index.similarities(embedding)
@@ -50,7 +48,7 @@ class ColdCase:
         if not hits:
             return []
         cutoff = now() - timedelta(days=self.retention_days)
-        found: list[dict[str, Any]] = []
+        found: list[ColdCaseHit] = []
         with self.factory() as session, session.begin():
             rows = session.execute(
                 select(ProbeFace, Submission.created_at, GroupMember.group_id)
@@ -99,13 +97,13 @@ class ColdCase:
                     reopened_from=reopened_from,
                 )
                 found.append(
-                    {
-                        "face_id": int(face.id),
-                        "candidate_id": int(candidate.id),
-                        "group_id": int(group_id),
-                        "score": round(score, 4),
-                        "reopened_from": reopened_from,
-                    }
+                    ColdCaseHit(
+                        face_id=int(face.id),
+                        candidate_id=int(candidate.id),
+                        group_id=int(group_id),
+                        score=round(score, 4),
+                        reopened_from=reopened_from,
+                    )
                 )
         if found:
             log.info("cold case: %d unknown faces have a new candidate (subject %d)", len(found), subject_id)

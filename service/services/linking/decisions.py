@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +15,7 @@ from service.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from service.services import audit
 from service.services.linking.clock import now
 from service.services.linking.held import HeldFaces
+from service.services.linking.models import GroupDecisionDone
 
 
 class GroupConflict(Conflict):
@@ -78,7 +78,7 @@ class GroupDecisions:
 
     def confirm(
         self, actor: Principal, group_id: int, note: str = "", expected_version: int | None = None
-    ) -> dict[str, Any]:
+    ) -> GroupDecisionDone:
         """A reviewer confirms that a group's faces show one person (still not an identification)."""
         _require_reviewer(actor)
         with self.factory() as session, session.begin():
@@ -117,7 +117,7 @@ class GroupDecisions:
         face_ids: Sequence[int],
         note: str = "",
         expected_version: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> GroupDecisionDone:
         """A reviewer moves some of a group's faces into a new group of their own."""
         _require_reviewer(actor)
         moving = sorted({int(f) for f in face_ids})
@@ -166,7 +166,7 @@ class GroupDecisions:
             )
             return {"group": group_id, "new_group": new_id, "face_ids": moving, "version": int(group.version)}
 
-    def merge(self, actor: Principal, group_ids: Sequence[int], note: str = "") -> dict[str, Any]:
+    def merge(self, actor: Principal, group_ids: Sequence[int], note: str = "") -> GroupDecisionDone:
         """A reviewer merges groups into the first one named (one person seen in all of them)."""
         _require_reviewer(actor)
         ids = list(dict.fromkeys(int(g) for g in group_ids))

@@ -3,7 +3,7 @@ CLI's ``--json`` get exactly the keys, order and ISO 8601 strings they always ha
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class Still(TypedDict):
@@ -119,3 +119,24 @@ class RankedGroup(Spread):
 
 
 ProlificEntry = RankedSubject | RankedGroup
+
+
+class GroupDecisionDone(TypedDict):
+    """What a reviewer's confirm, split or merge did: the group, its faces and its new version."""
+
+    group: int
+    status: NotRequired[str]  # confirm
+    new_group: NotRequired[int]  # split: the group the faces moved to
+    merged: NotRequired[list[int]]  # merge: the groups folded into ``group``
+    face_ids: list[int]
+    version: int
+
+
+class ColdCaseHit(TypedDict):
+    """An unknown face the new template matched: its new candidate, and the state it was reopened from."""
+
+    face_id: int
+    candidate_id: int
+    group_id: int
+    score: float
+    reopened_from: str | None

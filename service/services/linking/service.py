@@ -44,7 +44,7 @@ class LinkingService:
         # the worker's and review's hooks (inside their transactions), the gallery's after an enrolment
         self.link_new_faces = self.auto.link_new_faces
         self.review_decided = self.auto.review_decided
-        self.cold_case = self.cold.cold_case
+        self.template_enrolled = self.cold.template_enrolled
         # retention's hooks around the purge's deletes
         self.purge_begin = self.purge.purge_begin
         self.purge_end = self.purge.purge_end
