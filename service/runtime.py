@@ -5,141 +5,177 @@ Two tiers, so a command pays only for what it uses:
 * ``Storage.open(settings)`` — the database (migrated), the image store, the pack's manifest and
   every use case that needs no model and no index: users, audit trail, review, reports,
   disclosure, audited images, submissions' reads and uploads, linking, retention. It never
-  imports onnxruntime or faiss (``rfr users list`` opens in well under a second).
+  imports onnxruntime or faiss, and each use case is built (and its modules imported) the first
+  time it is used, so ``rfr users list`` loads the users service alone.
 * ``Runtime.build(settings)`` — all of that, plus the face pipeline (ONNX sessions), the FAISS
   gallery index, enrolment, search and the job worker. The HTTP app, ``rfr serve``, ``rfr
   submit``, ``rfr gallery import``, ``rfr search`` and the benchmarks use it.
 
-Nothing is built at import time; the full tier's modules are imported only when it is built.
+Nothing is built at import time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING
-
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
 from service.db.engine import make_engine, migrate, session_factory
 from service.db.image_store import ImageStore
-from service.embeddings.decode import decode_image
 from service.embeddings.packs import PackManifest, load_manifest
-from service.services.audit import AuditTrail
-from service.services.linking import LinkingService
-from service.services.media import MediaService
-from service.services.retention import RetentionService
-from service.services.review import ReviewService
-from service.services.submissions import SubmissionService
-from service.services.users import UserService
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
     from service.embeddings.pipeline import FacePipeline
+    from service.services.audit import AuditTrail
     from service.services.gallery import GalleryIndexHolder, GalleryService
+    from service.services.linking import LinkingService
+    from service.services.media import MediaService
+    from service.services.retention import RetentionService
+    from service.services.review import ReviewService
     from service.services.search import GallerySearcher, SearchService
+    from service.services.submissions import Decoder, SubmissionService
+    from service.services.users import UserService
     from service.services.worker import JobWorker
 
 
-@dataclass(kw_only=True)
 class Storage:
     """The storage-only tier: no model is loaded and no index opened."""
 
-    settings: Settings
-    engine: Engine
-    factory: sessionmaker[Session]
-    store: ImageStore
-    manifest: PackManifest
-    users: UserService
-    audit: AuditTrail
-    linking: LinkingService
-    review: ReviewService
-    submissions: SubmissionService
-    media: MediaService
-    retention: RetentionService
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        factory: sessionmaker[Session],
+        store: ImageStore,
+        manifest: PackManifest,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.factory = factory
+        self.store = store
+        self.manifest = manifest
 
     @classmethod
     def open(cls, settings: Settings) -> Storage:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url)
         migrate(engine)
-        factory = session_factory(engine)
-        store = ImageStore(settings.images_dir)
         manifest = load_manifest(settings.models_dir, settings.pack)
-        decode = partial(decode_image, max_pixels=settings.images.max_pixels)
-        linking = LinkingService.from_settings(settings, factory, manifest)
-        return Storage(
-            settings=settings,
-            engine=engine,
-            factory=factory,
-            store=store,
-            manifest=manifest,
-            users=UserService(factory, settings.auth.session_hours),
-            audit=AuditTrail(factory),
-            linking=linking,
-            review=ReviewService(factory, on_decided=[linking.review_decided]),
-            submissions=SubmissionService(factory, store, decode, manifest.id, settings.images.max_bytes),
-            media=MediaService(factory, store, decode),
-            retention=RetentionService(factory, store, settings.retention.days, linking=linking),
-        )
+        return cls(settings, engine, session_factory(engine), ImageStore(settings.images_dir), manifest)
 
     @property
     def pack_id(self) -> str:
         return self.manifest.id
 
+    @cached_property
+    def decode(self) -> Decoder:
+        from service.embeddings.decode import decode_image
+
+        return partial(decode_image, max_pixels=self.settings.images.max_pixels)
+
+    @cached_property
+    def users(self) -> UserService:
+        from service.services.users import UserService
+
+        return UserService(self.factory, self.settings.auth.session_hours)
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        from service.services.audit import AuditTrail
+
+        return AuditTrail(self.factory)
+
+    @cached_property
+    def linking(self) -> LinkingService:
+        from service.services.linking import LinkingService
+
+        return LinkingService.from_settings(self.settings, self.factory, self.manifest)
+
+    @cached_property
+    def review(self) -> ReviewService:
+        from service.services.review import ReviewService
+
+        return ReviewService(self.factory, on_decided=[self.linking.review_decided])
+
+    @cached_property
+    def submissions(self) -> SubmissionService:
+        from service.services.submissions import SubmissionService
+
+        return SubmissionService(self.factory, self.store, self.decode, self.pack_id, self.settings.images.max_bytes)
+
+    @cached_property
+    def media(self) -> MediaService:
+        from service.services.media import MediaService
+
+        return MediaService(self.factory, self.store, self.decode)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        from service.services.retention import RetentionService
+
+        return RetentionService(self.factory, self.store, self.settings.retention.days, linking=self.linking)
+
     def close(self) -> None:
         self.engine.dispose()
 
 
-@dataclass(kw_only=True)
 class Runtime(Storage):
     """Everything: the storage tier plus the model, the gallery index, enrolment, search and the worker."""
 
     pipeline: FacePipeline
     holder: GalleryIndexHolder
-    gallery: GalleryService
-    searcher: GallerySearcher
-    search: SearchService
-    worker: JobWorker
 
     @classmethod
     def build(cls, settings: Settings, pipeline: FacePipeline | None = None) -> Runtime:
         """Wire every part; ``pipeline`` lets a caller share one set of ONNX sessions."""
         from service.embeddings.pipeline import FacePipeline
         from service.index import configure_faiss_runtime
-        from service.services.gallery import GalleryIndexHolder, GalleryService
-        from service.services.search import GallerySearcher, SearchService
+        from service.services.gallery import GalleryIndexHolder
+
+        runtime = cls(**vars(Storage.open(settings)))
+        runtime.pipeline = pipeline or FacePipeline(settings, runtime.manifest)
+        configure_faiss_runtime(dim=runtime.manifest.embedding_dim)
+        runtime.holder = GalleryIndexHolder(
+            settings.index_dir, runtime.pack_id, runtime.manifest.embedding_dim, runtime.factory
+        )
+        runtime.holder.open()
+        return runtime
+
+    @cached_property
+    def gallery(self) -> GalleryService:
+        from service.services.gallery import GalleryService
+
+        return GalleryService(
+            self.factory, self.pipeline, self.store, self.holder, on_enrolled=[self.linking.template_enrolled]
+        )
+
+    @cached_property
+    def searcher(self) -> GallerySearcher:
+        from service.services.search import GallerySearcher
+
+        search = self.settings.search
+        return GallerySearcher(
+            self.holder, self.factory, self.manifest.operating_threshold, search.top_k, search.oversample
+        )
+
+    @cached_property
+    def search(self) -> SearchService:
+        from service.services.search import SearchService
+
+        return SearchService(self.pipeline, self.searcher, self.factory)
+
+    @cached_property
+    def worker(self) -> JobWorker:
         from service.services.worker import JobWorker
 
-        storage = Storage.open(settings)
-        pipeline = pipeline or FacePipeline(settings, storage.manifest)
-        configure_faiss_runtime(dim=pipeline.manifest.embedding_dim)
-        holder = GalleryIndexHolder(
-            settings.index_dir, pipeline.pack_id, pipeline.manifest.embedding_dim, storage.factory
-        )
-        holder.open()
-        searcher = GallerySearcher(
-            holder,
-            storage.factory,
-            pipeline.manifest.operating_threshold,
-            settings.search.top_k,
-            settings.search.oversample,
-        )
-        return cls(
-            **{f.name: getattr(storage, f.name) for f in fields(Storage)},
-            pipeline=pipeline,
-            holder=holder,
-            gallery=GalleryService(
-                storage.factory, pipeline, storage.store, holder, on_enrolled=[storage.linking.template_enrolled]
-            ),
-            searcher=searcher,
-            search=SearchService(pipeline, searcher, storage.factory),
-            worker=JobWorker(
-                storage.factory, pipeline, searcher, storage.store, settings.worker, linker=storage.linking
-            ),
+        return JobWorker(
+            self.factory, self.pipeline, self.searcher, self.store, self.settings.worker, linker=self.linking
         )
 
     def close(self) -> None:
-        self.worker.stop()
+        if "worker" in self.__dict__:
+            self.worker.stop()
         super().close()

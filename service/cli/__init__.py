@@ -9,6 +9,7 @@ and they import them when they run, so ``rfr users list`` imports neither onnxru
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -42,5 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ServiceError as exc:
         sys.stderr.write(json.dumps({"error": exc.to_dict()}) + "\n")
-        return 2
+        code = 2
+    # The command has finished and closed what it opened; what is left is the imported libraries'
+    # objects. Freezing them spares the interpreter's last cyclic collection of SQLAlchemy's object
+    # graph, ~0.4 s of a short command's ~1.3 s here (objects are still freed by reference count).
+    gc.freeze()
     return code

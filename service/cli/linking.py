@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli.common import TOKEN_HELP, acting_user, emit, open_storage, require, when
 from service.domain.roles import Permission
-from service.services.linking.models import GroupEntry
+
+if TYPE_CHECKING:
+    from service.services.linking.models import GroupEntry
 
 
 def add_parser(sub: Any) -> None:

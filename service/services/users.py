@@ -34,6 +34,9 @@ WELL_KNOWN = {
 _hasher = PasswordHasher()
 
 
+TOKEN_PREFIX = "rfr_"
+
+
 def check_password_policy(username: str, password: str) -> None:
     lowered = password.lower()
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -42,6 +45,12 @@ def check_password_policy(username: str, password: str) -> None:
         raise InvalidRequest("password is a default, well-known or contains the user name", code="weak_password")
     if len(set(password)) < 5:
         raise InvalidRequest("password has too few distinct characters", code="weak_password")
+
+
+def new_token() -> str:
+    """A random 256-bit token; the prefix keeps it from starting with ``-``, which a command line would
+    read as an option (``rfr review --token -Xa...`` failed for one token in 64)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 def token_hash(token: str) -> str:
@@ -106,7 +115,7 @@ class UserService:
 
     def issue_token(self, actor: Principal, username: str, kind: str = "api") -> str:
         """A new API token for a script; shown once, only its hash is stored."""
-        token = secrets.token_urlsafe(32)
+        token = new_token()
         with self.factory() as session, session.begin():
             user = self._user(session, username)
             if user.disabled:
@@ -140,7 +149,7 @@ class UserService:
                 failed = False
                 if _hasher.check_needs_rehash(user.password_hash):
                     user.password_hash = _hasher.hash(password)
-                token = secrets.token_urlsafe(32)
+                token = new_token()
                 expires = datetime.now(UTC) + timedelta(hours=self.session_hours)
                 session.add(ApiToken(user_id=user.id, token_hash=token_hash(token), kind="session", expires_at=expires))
                 principal = _principal(user, "api")

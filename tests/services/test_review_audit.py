@@ -13,6 +13,7 @@ from service.domain.roles import Principal, Role
 from service.errors import Forbidden, ServiceError
 from service.runtime import Runtime
 from service.services import audit
+from service.services.users import TOKEN_PREFIX, new_token
 from service.services.views import DecisionOut
 from tests.fixtures import submit_stills
 
@@ -98,3 +99,9 @@ def test_audit_chain_holds_when_a_session_appends_across_transactions(tmp_path: 
     result = audit.verify(factory)
     assert result.ok and result.events == 4, result.to_dict()
     engine.dispose()
+
+
+def test_tokens_never_look_like_a_command_line_option() -> None:
+    tokens = {new_token() for _ in range(2000)}
+    assert len(tokens) == 2000
+    assert all(t.startswith(TOKEN_PREFIX) and len(t) >= len(TOKEN_PREFIX) + 43 for t in tokens)
