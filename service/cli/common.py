@@ -1,5 +1,5 @@
 """What every ``rfr`` command shares: settings from the flags, JSON output, the progress bar, who is
-acting, and opening the storage tier or the full runtime (both closed however the command ends).
+acting, and opening the storage tier or the full runtime (``with``: closed however the command ends).
 
 Only the standard library and light ``service`` modules are imported here; ``service.runtime`` (and,
 through ``Runtime.build``, onnxruntime and faiss) is imported when a command opens it.
@@ -11,8 +11,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,28 +86,18 @@ def when(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-@contextmanager
-def open_storage(args: argparse.Namespace) -> Iterator[Storage]:
+def open_storage(args: argparse.Namespace) -> closing[Storage]:
     """The storage-only tier: database, image store and the use cases that need no model or index."""
     from service.runtime import Storage
 
-    storage = Storage.open(settings(args))
-    try:
-        yield storage
-    finally:
-        storage.close()
+    return closing(Storage.open(settings(args)))
 
 
-@contextmanager
-def open_runtime(args: argparse.Namespace) -> Iterator[Runtime]:
+def open_runtime(args: argparse.Namespace) -> closing[Runtime]:
     """Everything, the model and the gallery index included."""
     from service.runtime import Runtime
 
-    runtime = Runtime.build(settings(args))
-    try:
-        yield runtime
-    finally:
-        runtime.close()
+    return closing(Runtime.build(settings(args)))
 
 
 def acting_user(storage: Storage, args: argparse.Namespace, personal: str | None = None) -> Principal:
