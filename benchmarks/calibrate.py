@@ -148,12 +148,11 @@ def gallery_from_data_dir(data_dir: Path, pack: str, root: Path) -> Gallery:
     """The deployed gallery: every template of ``pack`` in an rfr data directory, by custody reference."""
     from sqlalchemy import select
 
-    from service.db.engine import make_engine
     from service.db.models import CustodyImage, FaceTemplate, Subject
+    from service.runtime import Storage
 
-    settings = Settings(data_dir=data_dir, pack=pack)
-    engine = make_engine(settings.resolved_database_url)
-    with engine.connect() as conn:
+    storage = Storage.open(Settings(data_dir=data_dir, pack=pack))
+    with storage.engine.connect() as conn:
         rows = conn.execute(
             select(Subject.custody_reference, FaceTemplate.embedding, CustodyImage.file_name)
             .join(Subject, Subject.id == FaceTemplate.subject_id)
@@ -161,7 +160,7 @@ def gallery_from_data_dir(data_dir: Path, pack: str, root: Path) -> Gallery:
             .where(FaceTemplate.pack_id == pack)
             .order_by(Subject.custody_reference, FaceTemplate.id)
         ).all()
-    engine.dispose()
+    storage.close()
     if not rows:
         raise SystemExit(f"{data_dir}: no gallery templates for pack {pack}")
     people: list[str] = []
@@ -216,15 +215,15 @@ def probes_from_sprint(sprint_json: Path, data_dir: Path, pack: str, root: Path)
     """
     from sqlalchemy import select
 
-    from service.db.engine import make_engine
     from service.db.models import ProbeFace, ProbeImage
+    from service.runtime import Storage
 
     sprint = json.loads(sprint_json.read_text(encoding="utf-8"))
     seed = int(sprint["config"]["seed"])
-    engine = make_engine(Settings(data_dir=data_dir, pack=pack).resolved_database_url)
+    storage = Storage.open(Settings(data_dir=data_dir, pack=pack))
     sets: dict[str, ProbeSet] = {}
     n_mated = 0
-    with engine.connect() as conn:
+    with storage.engine.connect() as conn:
         for cond in sprint["conditions"]:
             name = cond["name"]
             rfr = cond["systems"].get("rfr_nogate") or cond["systems"]["rfr"]
@@ -266,7 +265,7 @@ def probes_from_sprint(sprint_json: Path, data_dir: Path, pack: str, root: Path)
             for i, v in vectors.items():
                 emb[i] = v
             sets[name] = ProbeSet(probes, found, ok, emb, 0.0, True)
-    engine.dispose()
+    storage.close()
     return sets, n_mated
 
 
