@@ -8,13 +8,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.cli.common import emit, image_files, open_runtime, open_storage, operator, progress, read_image
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.errors import ServiceError
 from service.service_lock import ServiceLock
-from service.services.views import FaceOut
+
+if TYPE_CHECKING:
+    from service.services.views import FaceOut
 
 
 def add_parser(sub: Any) -> None:
