@@ -9,17 +9,6 @@ from typing import Any
 from service.cli.common import acting_user, emit, open_storage, operator, require
 from service.domain.roles import Permission
 
-REPORT_LABELS = [
-    ("images supplied", "images_supplied"),
-    ("images with a face", "images_with_face"),
-    ("usable faces", "usable_faces"),
-    ("faces searched", "faces_searched"),
-    ("faces with a candidate above threshold", "faces_with_candidate_above_threshold"),
-    ("possible matches", "possible_matches"),
-    ("confirmed matches", "confirmed_matches"),
-    ("distinct subjects confirmed", "distinct_subjects_confirmed"),
-]
-
 
 def add_parser(sub: Any) -> None:
     report = sub.add_parser("report", help="a sprint's figures: supplied, usable, searched, confirmed ...")
@@ -51,8 +40,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         emit(report)
         return 0
     sys.stdout.write(f"sprint report: submission {report.submission_id} case {report.case_reference}\n")
-    for label, key in REPORT_LABELS:
-        sys.stdout.write(f"  {label:<40} {getattr(report, key):>6}\n")
+    for label, value in report.figures():
+        sys.stdout.write(f"  {label.lower():<40} {value:>6}\n")
     return 0
 
 

@@ -174,6 +174,19 @@ class QueueItem(BaseModel):
     outcome: str | None
 
 
+# The figures the Met reported for its sprints, in the order a report shows them, with their labels.
+SPRINT_FIGURES = (
+    ("Images supplied", "images_supplied"),
+    ("Images with a face", "images_with_face"),
+    ("Usable faces", "usable_faces"),
+    ("Faces searched", "faces_searched"),
+    ("Faces with a candidate above threshold", "faces_with_candidate_above_threshold"),
+    ("Possible matches", "possible_matches"),
+    ("Confirmed matches", "confirmed_matches"),
+    ("Distinct subjects confirmed", "distinct_subjects_confirmed"),
+)
+
+
 class SprintReport(BaseModel):
     submission_id: int
     case_reference: str
@@ -189,6 +202,10 @@ class SprintReport(BaseModel):
     distinct_subjects_confirmed: int
     faces_awaiting_review: int
     faces_awaiting_confirmation: int
+
+    def figures(self) -> list[tuple[str, int]]:
+        """The headline figures (``SPRINT_FIGURES``) with their values."""
+        return [(label, int(getattr(self, key))) for label, key in SPRINT_FIGURES]
 
 
 class AuditEventOut(BaseModel):

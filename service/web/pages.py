@@ -51,16 +51,6 @@ def when(value: datetime | str | None, length: int = 16) -> str:
 templates.env.filters["when"] = when
 router = APIRouter(include_in_schema=False)
 COOKIE = SESSION_COOKIE
-REPORT_ROWS = [
-    ("Images supplied", "images_supplied"),
-    ("Images with a face", "images_with_face"),
-    ("Usable faces", "usable_faces"),
-    ("Faces searched", "faces_searched"),
-    ("Faces with a candidate above threshold", "faces_with_candidate_above_threshold"),
-    ("Possible matches", "possible_matches"),
-    ("Confirmed matches", "confirmed_matches"),
-    ("Distinct subjects confirmed", "distinct_subjects_confirmed"),
-]
 
 
 class LoginRequired(Exception):
@@ -229,8 +219,9 @@ def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, 
 def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     report = rt.review.report(principal, submission_id)
-    top = max([getattr(report, key) for _, key in REPORT_ROWS] + [1])
-    return render(request, "report.html", r=report, rows=REPORT_ROWS, top=top)
+    figures = report.figures()
+    top = max([value for _, value in figures] + [1])
+    return render(request, "report.html", r=report, figures=figures, top=top)
 
 
 # -- review ------------------------------------------------------------------------------------
