@@ -53,8 +53,9 @@ def add_parser(sub: Any) -> None:
     search.set_defaults(func=cmd_search)
 
 
-def _probe_provenance(args: argparse.Namespace, folder: Path) -> Callable[[Path], ProbeProvenance]:
-    """A function file -> ProbeProvenance: the flags, overridden by the file's non-empty CSV columns."""
+def _probe_provenance(args: argparse.Namespace) -> Callable[[str], ProbeProvenance]:
+    """A function (file relative to the folder) -> ProbeProvenance: the flags, overridden by the file's
+    non-empty CSV columns (the CSV's ``file`` is the relative path, or the bare file name)."""
     default = ProbeProvenance(
         retailer=args.retailer,
         store=args.store,
@@ -67,9 +68,8 @@ def _probe_provenance(args: argparse.Namespace, folder: Path) -> Callable[[Path]
         with open(args.provenance, newline="") as fh:
             rows = {row["file"]: row for row in csv.DictReader(fh)}
 
-    def lookup(path: Path) -> ProbeProvenance:
-        name = str(path.relative_to(folder))
-        row = rows.get(name) or rows.get(path.name) or {}
+    def lookup(name: str) -> ProbeProvenance:
+        row = rows.get(name) or rows.get(Path(name).name) or {}
         return default.updated({k: v for k, v in row.items() if k in PROBE_FIELDS and v}, name)
 
     return lookup
@@ -83,7 +83,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not files:
         raise SystemExit(f"rfr submit: no images found under {folder}")
     with open_runtime(args) as runtime:
-        provenance_of = _probe_provenance(args, folder)
+        provenance_of = _probe_provenance(args)
         actor = operator()
         submissions = runtime.submissions
         submission_id = submissions.create(actor, args.case, args.purpose, args.search_poor_faces)
@@ -93,7 +93,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 name = str(path.relative_to(folder))
                 data = path.read_bytes()
                 try:
-                    submissions.add_images(actor, submission_id, [Upload(name, data, provenance_of(path))])
+                    submissions.add_images(actor, submission_id, [Upload(name, data, provenance_of(name))])
                 except ServiceError as exc:
                     submissions.add_rejected(actor, submission_id, name, data, exc.code, exc.message)
                     rejected.append({"file": name, **exc.to_dict()})
