@@ -53,6 +53,11 @@ def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def note_digest(note: str) -> str | None:
+    """What the trail keeps of a reviewer's free-text note: its sha256 (none for no note), never the text."""
+    return hashlib.sha256(note.encode()).hexdigest() if note else None
+
+
 def chain_hash(prev_hash: str, body: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical_json(body)).encode()).hexdigest()
 

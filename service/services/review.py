@@ -3,7 +3,6 @@ and the disclosure of confirmed leads."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -116,7 +115,7 @@ class ReviewService:
                 subject_id=decided_subject,
                 from_state=state.value,
                 to_state=target.value,
-                note_sha256=hashlib.sha256(note.encode()).hexdigest() if note else None,
+                note_sha256=audit.note_digest(note),
             )
             return DecisionOut(
                 face_id=face_id,

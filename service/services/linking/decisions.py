@@ -3,7 +3,6 @@ trail). Automatic linking never merges a group a reviewer has decided on."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import select, update
@@ -43,10 +42,6 @@ def _record_decision(
             role=str(actor.role),
         )
     )
-
-
-def _note_hash(note: str) -> str | None:
-    return hashlib.sha256(note.encode()).hexdigest() if note else None
 
 
 def _require_reviewer(actor: Principal) -> None:
@@ -106,7 +101,7 @@ class GroupDecisions:
                 group_id,
                 face_ids=faces,
                 version=group.version,
-                note_sha256=_note_hash(note),
+                note_sha256=audit.note_digest(note),
             )
             return {"group": group_id, "status": group.status, "version": int(group.version), "face_ids": faces}
 
@@ -162,7 +157,7 @@ class GroupDecisions:
                 group_id,
                 new_group_id=new_id,
                 face_ids=moving,
-                note_sha256=_note_hash(note),
+                note_sha256=audit.note_digest(note),
             )
             return {"group": group_id, "new_group": new_id, "face_ids": moving, "version": int(group.version)}
 
@@ -211,6 +206,6 @@ class GroupDecisions:
                 target,
                 merged_group_ids=others,
                 face_ids=moved,
-                note_sha256=_note_hash(note),
+                note_sha256=audit.note_digest(note),
             )
             return {"group": target, "merged": others, "face_ids": moved, "version": int(groups[0].version)}
