@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.domain.faces import FaceRecord
+from service.errors import InvalidRequest
+
+
+def require_case_and_purpose(case_reference: str, purpose: str) -> None:
+    """Every search names its case or crime reference and why it is necessary (R1)."""
+    if not case_reference.strip() or not purpose.strip():
+        raise InvalidRequest("case_reference and purpose are required")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from service.db.engine import read_session
 from service.db.image_store import sha256_bytes
 from service.db.models import FaceTemplate, Subject
 from service.domain.roles import Permission, Principal
-from service.domain.search import CandidateHit, FaceOutcome
+from service.domain.search import CandidateHit, FaceOutcome, require_case_and_purpose
 from service.embeddings.pipeline import FacePipeline
 from service.errors import Forbidden, InvalidRequest, PackMismatch
 from service.services import audit
@@ -93,7 +93,6 @@ class GallerySearcher:
 def analyse_and_search(
     pipeline: FacePipeline,
     searcher: GallerySearcher,
-    factory: sessionmaker[Session],
     image: NDArray[np.uint8],
     search_poor_faces: bool,
     threshold: float | None = None,
@@ -175,8 +174,7 @@ class SearchService:
     ) -> SearchResult:
         """Every face of the still and its candidates, audited; a threshold below the pack's needs a
         confirmer and a reason (R4), recorded."""
-        if not case_reference.strip() or not purpose.strip():
-            raise InvalidRequest("case_reference and purpose are required")
+        require_case_and_purpose(case_reference, purpose)
         pack_threshold = self.searcher.threshold
         used = pack_threshold if threshold is None else threshold
         if used < pack_threshold:
@@ -185,7 +183,7 @@ class SearchService:
             if not override_reason.strip():
                 raise InvalidRequest("a threshold override needs a reason")
         image = self.pipeline.decode(data)
-        outcomes = analyse_and_search(self.pipeline, self.searcher, self.factory, image, search_poor_faces, used)
+        outcomes = analyse_and_search(self.pipeline, self.searcher, image, search_poor_faces, used)
         pack = self.pipeline.pack_id
         with self.factory() as session, session.begin():
             digest = sha256_bytes(data)

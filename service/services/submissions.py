@@ -17,6 +17,7 @@ from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
 from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Principal
+from service.domain.search import require_case_and_purpose
 from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceError
 from service.services import audit
 from service.services.views import (
@@ -67,8 +68,7 @@ class SubmissionService:
         self.max_bytes = max_bytes
 
     def create(self, actor: Principal, case_reference: str, purpose: str, search_poor_faces: bool = False) -> int:
-        if not case_reference.strip() or not purpose.strip():
-            raise InvalidRequest("case_reference and purpose are required")
+        require_case_and_purpose(case_reference, purpose)
         with self.factory() as session, session.begin():
             submission = Submission(
                 case_reference=case_reference.strip(),

@@ -213,7 +213,7 @@ class JobWorker:
     def _analyse(self, ticket: JobTicket) -> JobOutcome:
         try:
             image = self.pipeline.decode(self.store.get(ticket.digest))
-            faces = analyse_and_search(self.pipeline, self.searcher, self.factory, image, ticket.search_poor)
+            faces = analyse_and_search(self.pipeline, self.searcher, image, ticket.search_poor)
         except ServiceError as exc:
             return JobOutcome(ticket, failure=(exc.code, exc.message))
         except FileNotFoundError:
