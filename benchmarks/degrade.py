@@ -12,6 +12,7 @@ framing (rotation, off-centre crop), things in the scene (occlusion), optics and
 ``clean``     the file as supplied (its bytes are not touched)
 ``mild``      inter-eye 28-40 px, light blur/noise sometimes, JPEG 30-40
 ``moderate``  inter-eye 16-28 px, blur, low light and occlusion often, JPEG 20-35
+``cctv``      inter-eye 12-22 px, motion blur often, dim, JPEG 15-30 (a 352x288 camera export)
 ``severe``    inter-eye 8-16 px, heavy blur, dark and noisy, occluded half the time, JPEG 10-25
 
 A condition can also be written as steps joined by ``+``, each ``name[:key=value]...`` with a
@@ -374,6 +375,17 @@ PRESETS: dict[str, tuple[Step, ...]] = {
         ("motion", 0.5, {"length": (3.0, 5.0)}),
         ("lowlight", 0.5, {"gain": (0.3, 0.55), "noise": (4.0, 9.0)}),
         ("jpeg", 1.0, {"quality": (20.0, 35.0)}),
+    ),
+    # A retailer's 352x288 camera export: a small face, often moving or out of focus, dim, heavily compressed.
+    "cctv": _steps(
+        ("rotate", 0.6, {"angle": (-20.0, 20.0)}),
+        ("crop", 0.3, {"keep": (0.6, 0.85), "cut": (0.0, 0.1)}),
+        ("occlude", 0.2, {"extent": (0.15, 0.3)}),
+        ("downscale", 1.0, {"ied": (12.0, 22.0)}),
+        ("defocus", 0.4, {"radius": (1.0, 1.6)}),
+        ("motion", 0.6, {"length": (3.0, 6.0)}),
+        ("lowlight", 0.5, {"gain": (0.3, 0.6), "noise": (4.0, 10.0)}),
+        ("jpeg", 1.0, {"quality": (15.0, 30.0)}),
     ),
     "severe": _steps(
         ("rotate", 0.7, {"angle": (-30.0, 30.0)}),

@@ -41,6 +41,13 @@ class DetectionSettings(BaseModel):
     min_face_px: int = Field(default=36, ge=8)
     # Border added around the frame, as a fraction of its long side, so a face filling it is found.
     pad_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+    # Re-locate the detector's landmarks with the pack's landmark network, if it has one.
+    refine_landmarks: bool = False
+
+
+class RecognitionSettings(BaseModel):
+    # Embed each aligned face and its mirror image, and keep their normalised sum.
+    flip: bool = False
 
 
 class QualitySettings(BaseModel):
@@ -63,6 +70,15 @@ class SearchSettings(BaseModel):
     top_k: int = Field(default=20, ge=1, le=200, description="candidates per face")
     # Over-fetch from the index so a subject with several templates still leaves k distinct subjects.
     oversample: int = Field(default=4, ge=1, le=50)
+
+
+class PersonSettings(BaseModel):
+    """Persons within an incident (service.domain.persons); calibrated by benchmarks/cctv.py."""
+
+    fusion: str = Field(default="max", pattern="^(max|wmean|hybrid)$", description="max | wmean | hybrid")
+    group_threshold: float = Field(
+        default=0.35, ge=-1.0, le=1.0, description="average cosine at which two faces of an incident are one person"
+    )
 
 
 class WorkerSettings(BaseModel):
@@ -104,9 +120,11 @@ class Settings(BaseSettings):
     pack: str = "yunet_sface"
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    recognition: RecognitionSettings = Field(default_factory=RecognitionSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    persons: PersonSettings = Field(default_factory=PersonSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

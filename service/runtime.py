@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from service.services.gallery import GalleryIndexHolder, GalleryService
     from service.services.linking import LinkingService
     from service.services.media import MediaService
+    from service.services.persons import PersonBuilder
     from service.services.retention import RetentionService
     from service.services.review import ReviewService
     from service.services.search import GallerySearcher, SearchService
@@ -168,11 +169,32 @@ class Runtime(Storage):
         return SearchService(self.pipeline, self.searcher, self.factory)
 
     @cached_property
+    def persons(self) -> PersonBuilder:
+        from service.domain.persons import Fusion
+        from service.services.persons import PersonBuilder
+
+        settings = self.settings.persons
+        return PersonBuilder(
+            self.factory,
+            self.searcher,
+            Fusion(settings.fusion),
+            self.manifest.fused_threshold,
+            settings.group_threshold,
+            self.settings.search.top_k,
+        )
+
+    @cached_property
     def worker(self) -> JobWorker:
         from service.services.worker import JobWorker
 
         return JobWorker(
-            self.factory, self.pipeline, self.searcher, self.store, self.settings.worker, linker=self.linking
+            self.factory,
+            self.pipeline,
+            self.searcher,
+            self.store,
+            self.settings.worker,
+            linker=self.linking,
+            persons=self.persons,
         )
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,6 +27,20 @@ def lfw_path(name: str, number: int) -> Path:
 
 def lfw_bytes(name: str, number: int) -> bytes:
     return lfw_path(name, number).read_bytes()
+
+
+def lfw_bgr(name: str, number: int) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(lfw_bytes(name, number), np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return np.asarray(image)
+
+
+def cctv_still(name: str, number: int, side: int = 100) -> bytes:
+    """A small, soft, heavily compressed copy of an LFW still: a poor CCTV frame (JPEG bytes)."""
+    small = cv2.resize(lfw_bgr(name, number), (side, side), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.GaussianBlur(small, (3, 3), 0.8), [cv2.IMWRITE_JPEG_QUALITY, 38])
+    assert ok
+    return data.tobytes()
 
 
 def lfw_rgb(name: str, number: int) -> Image.Image:

@@ -27,12 +27,16 @@ def enrol(
     lawful_basis: Annotated[str, Form(max_length=200)] = "",
     conviction_status: Annotated[str, Form(max_length=64)] = "unknown",
     under_18: Annotated[bool, Form()] = False,
+    view: Annotated[
+        str, Form(max_length=64, description="front, left, right, left_profile, right_profile or free text")
+    ] = "",
 ) -> dict[str, Any]:
-    """Enrol one custody image for a subject (created on first enrolment); an unreadable file is a 422."""
+    """Enrol one custody image as a view of a subject's record (created on first enrolment). A turned
+    view is accepted beside a front view of the same record; an unreadable file is a 422."""
     data = read_upload(file, rt.settings.images.max_bytes)
     provenance = SubjectProvenance(source, lawful_basis, conviction_status, under_18)
     outcome = rt.gallery.enrol(
-        actor, custody_reference, data, file.filename or "upload", provenance, refuse_unreadable=True
+        actor, custody_reference, data, file.filename or "upload", provenance, refuse_unreadable=True, view=view
     )
     return {
         "status": outcome.status,
@@ -43,6 +47,7 @@ def enrol(
         "reason_code": outcome.reason_code,
         "reason": outcome.reason,
         "quality_reasons": list(outcome.quality_reasons),
+        "view": outcome.view,
     }
 
 

@@ -1,4 +1,4 @@
-"""Review over HTTP (R3): decisions on probe faces, the queue, the sprint report and disclosure."""
+"""Review over HTTP (R3): decisions on probe faces and persons, the queue, the sprint report and disclosure."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from service.api.errors import ERRORS
 from service.api.schemas import DecisionRequest, DisclosureRequest
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
-from service.services.views import DecisionHistoryItem, DecisionOut, Disclosure, QueueItem, SprintReport
+from service.services.views import (
+    DecisionHistoryItem,
+    DecisionOut,
+    Disclosure,
+    PersonDecisionOut,
+    QueueItem,
+    SprintReport,
+)
 
 router = APIRouter(responses=ERRORS, tags=["review"])
 
@@ -24,6 +31,15 @@ def decide(rt: RuntimeDep, actor: Reviewer, face_id: int, body: DecisionRequest)
     """Record a decision on a probe face (see the workflow in the README); 409 on a conflict."""
     return rt.review.decide(
         actor, face_id, body.action, body.outcome, body.candidate_id, body.note, body.expected_version
+    )
+
+
+@router.post("/persons/{person_id}/decisions", response_model=PersonDecisionOut)
+def decide_person(rt: RuntimeDep, actor: Reviewer, person_id: int, body: DecisionRequest) -> PersonDecisionOut:
+    """Record one decision on a person of an incident (its candidate ids are person candidate ids); every
+    member face records it. 409 on a conflict."""
+    return rt.review.decide_person(
+        actor, person_id, body.action, body.outcome, body.candidate_id, body.note, body.expected_version
     )
 
 

@@ -39,6 +39,7 @@ class EnrolResult(BaseModel):
     reason_code: str | None = None
     reason: str | None = None
     quality_reasons: list[str] = []
+    view: str | None = Field(default=None, description="the view it was enrolled as (front, left, ...)")
 
 
 class Health(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +21,12 @@ def add_parser(sub: Any) -> None:
     gallery = sub.add_parser("gallery", help="custody gallery")
     gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True)
     imp = gallery_sub.add_parser("import", help="enrol a folder (one sub-folder per subject) or a CSV manifest")
-    imp.add_argument("folder", nargs="?", help="FOLDER/<custody reference>/<images>")
-    imp.add_argument("--manifest", help="CSV: path,custody_reference[,source,lawful_basis,conviction_status,under_18]")
+    imp.add_argument("folder", nargs="?", help="FOLDER/<custody reference>/<images>: every image a view of the record")
+    imp.add_argument(
+        "--manifest",
+        help="CSV: path,custody_reference[,view,source,lawful_basis,conviction_status,under_18]; view is front, "
+        "left, right, left_profile, right_profile or free text (read from the face's pose when empty)",
+    )
     imp.add_argument("--source", default="", help="provenance: where the custody images come from")
     imp.add_argument("--lawful-basis", default="", help="provenance: lawful basis for retention")
     imp.add_argument("--json", action="store_true", help="print a JSON summary with every rejected image")
@@ -29,11 +34,21 @@ def add_parser(sub: Any) -> None:
     imp.set_defaults(func=cmd_gallery_import)
 
 
-def _items(args: argparse.Namespace) -> list[tuple[str, Path, SubjectProvenance]]:
-    """(custody reference, image file, provenance) for every image to enrol."""
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One image to enrol: its record, file, the record's provenance and the view it is (if named)."""
+
+    reference: str
+    path: Path
+    provenance: SubjectProvenance
+    view: str | None = None
+
+
+def _items(args: argparse.Namespace) -> list[Item]:
+    """Every image to enrol, in the folder's or the manifest's order."""
     from service.domain.provenance import SubjectProvenance
 
-    items: list[tuple[str, Path, SubjectProvenance]] = []
+    items: list[Item] = []
     if args.manifest:
         manifest = Path(args.manifest)
         with manifest.open(newline="") as fh:
@@ -47,25 +62,25 @@ def _items(args: argparse.Namespace) -> list[tuple[str, Path, SubjectProvenance]
                     conviction_status=row.get("conviction_status", "") or "unknown",
                     under_18=truthy(row.get("under_18")),
                 )
-                items.append((row["custody_reference"], path, provenance))
+                items.append(Item(row["custody_reference"], path, provenance, row.get("view") or None))
         return items
     if not args.folder:
         raise SystemExit("rfr gallery import: give FOLDER or --manifest FILE.csv")
     default = SubjectProvenance(source=args.source, lawful_basis=args.lawful_basis)
     for subject_dir in sorted(p for p in Path(args.folder).iterdir() if p.is_dir()):
-        items.extend((subject_dir.name, path, default) for path in image_files(subject_dir))
+        items.extend(Item(subject_dir.name, path, default) for path in image_files(subject_dir))
     return items
 
 
-def _enrol(
-    runtime: Runtime, reference: str, path: Path, provenance: SubjectProvenance
-) -> tuple[str, dict[str, str | None]]:
+def _enrol(runtime: Runtime, item: Item) -> tuple[str, dict[str, str | None]]:
     """One image's outcome status and its reason (code and message)."""
     try:
-        data = path.read_bytes()
+        data = item.path.read_bytes()
     except OSError as exc:
         return "rejected", {"code": "image_unreadable", "message": str(exc)}
-    outcome = runtime.gallery.enrol(operator(), reference, data, path.name, provenance, save_index=False)
+    outcome = runtime.gallery.enrol(
+        operator(), item.reference, data, item.path.name, item.provenance, save_index=False, view=item.view
+    )
     return outcome.status, {"code": outcome.reason_code, "message": outcome.reason}
 
 
@@ -75,16 +90,27 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
     rejected = []
     with open_runtime(args) as runtime:
         with progress(len(items), "enrolling", args.quiet) as bar:
-            for i, (reference, path, provenance) in enumerate(items):
-                status, reason = _enrol(runtime, reference, path, provenance)
+
+            def tally(item: Item, status: str, reason: dict[str, str | None]) -> None:
                 counts[status] += 1
                 if status == "rejected":
-                    rejected.append({"custody_reference": reference, "file": str(path), **reason})
+                    rejected.append({"custody_reference": item.reference, "file": str(item.path), **reason})
                     if not args.json:
-                        bar.write(f"rejected {path}: {reason['code']}: {reason['message']}")
+                        bar.write(f"rejected {item.path}: {reason['code']}: {reason['message']}")
+                bar.update(1)
+
+            # A turned view met before its record's front view waits for the end of the import.
+            waiting: list[Item] = []
+            for i, item in enumerate(items):
+                status, reason = _enrol(runtime, item)
+                if status == "rejected" and reason["code"] == "no_front_view":
+                    waiting.append(item)
+                else:
+                    tally(item, status, reason)
                 if i % 500 == 499:
                     runtime.gallery.save_index()
-                bar.update(1)
+            for item in waiting:
+                tally(item, *_enrol(runtime, item))
         runtime.gallery.save_index()
     summary = {**counts, "total": len(items), "rejected_images": rejected}
     if args.json:

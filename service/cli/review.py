@@ -23,12 +23,19 @@ def add_parser(sub: Any) -> None:
     queue.add_argument("--limit", type=int, default=100)
     decide = review_sub.add_parser("decide", help="review, confirm, overturn or reopen a face's decision")
     decide.add_argument("face", type=int, help="probe face id (from rfr results --json)")
-    decide.add_argument("--action", required=True, choices=["review", "confirm", "overturn", "reopen"])
-    decide.add_argument("--outcome", choices=["possible_match", "no_match", "inconclusive"])
-    decide.add_argument("--candidate", type=int, help="candidate id, for possible_match")
-    decide.add_argument("--note", default="")
-    decide.add_argument("--expected-version", type=int)
-    for cmd in (queue, decide):
+    person = review_sub.add_parser(
+        "decide-person", help="one decision on a person of an incident, recorded on every member face"
+    )
+    person.add_argument("person", type=int, help="person id (from rfr results --json, 'persons')")
+    for cmd in (decide, person):
+        cmd.add_argument("--action", required=True, choices=["review", "confirm", "overturn", "reopen"])
+        cmd.add_argument("--outcome", choices=["possible_match", "no_match", "inconclusive"])
+        cmd.add_argument(
+            "--candidate", type=int, help="candidate id (a person's for decide-person), for possible_match"
+        )
+        cmd.add_argument("--note", default="")
+        cmd.add_argument("--expected-version", type=int)
+    for cmd in (queue, decide, person):
         cmd.add_argument("--token", help="the deciding user's token (or env RFR_TOKEN)")
         cmd.set_defaults(func=cmd_review)
 
@@ -51,6 +58,10 @@ def cmd_review(args: argparse.Namespace) -> int:
         require(actor, Permission.REVIEW, Permission.CONFIRM, doing="review")
         if args.review_command == "queue":
             result: Any = {"queue": storage.review.queue(args.state, args.limit)}
+        elif args.review_command == "decide-person":
+            result = storage.review.decide_person(
+                actor, args.person, args.action, args.outcome, args.candidate, args.note, args.expected_version
+            )
         else:
             result = storage.review.decide(
                 actor, args.face, args.action, args.outcome, args.candidate, args.note, args.expected_version

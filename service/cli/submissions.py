@@ -145,6 +145,18 @@ def cmd_results(args: argparse.Namespace) -> int:
     )
     for image in results.images:
         _print_faces_table(image.file, image.status, image.faces)
+    several = [p for p in results.persons if len(p.faces) > 1]
+    if several:
+        sys.stdout.write("\npersons of an incident (faces searched as one unit):\n")
+    for person in several:
+        state = "searched" if person.searched else "not searched"
+        sys.stdout.write(
+            f"  person {person.id}  incident {person.incident_reference}  faces {person.faces}  "
+            f"({state}, {person.fusion} of the faces' scores)\n"
+        )
+        for c in person.candidates[:10]:
+            mark = "*" if c.above_threshold else " "
+            sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
     return 0
 
 

@@ -76,6 +76,9 @@ class CustodyImage(Base):
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     file_name: Mapped[str] = mapped_column(String(255))
+    # Which view of the subject's record the image is: front, left, right, left_profile,
+    # right_profile, or an operator's free text (service.domain.views).
+    view: Mapped[str] = mapped_column(String(64), default="front")
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
@@ -170,6 +173,11 @@ class ProbeFace(Base):
     review_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
     review_candidate_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a Candidate.id of this face
     first_reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The person of its incident the face belongs to (service.domain.persons); set once the
+    # incident's stills are all processed.
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("probe_persons.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
     image: Mapped[ProbeImage] = relationship(back_populates="faces")
     candidates: Mapped[list[Candidate]] = relationship(
@@ -191,6 +199,50 @@ class Candidate(Base):
     template_id: Mapped[int | None] = mapped_column(ForeignKey("face_templates.id", ondelete="SET NULL"), nullable=True)
 
     face: Mapped[ProbeFace] = relationship(back_populates="candidates")
+    subject: Mapped[Subject] = relationship()
+
+
+class ProbePerson(Base):
+    """One person of an incident: its faces across the incident's stills, searched as one unit."""
+
+    __tablename__ = "probe_persons"
+    # Never reuse a rebuilt person's id (SQLite would): audit events and decisions name it.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    incident_reference: Mapped[str] = mapped_column(String(200), default="")
+    searched: Mapped[bool] = mapped_column(Boolean, default=False)
+    fusion: Mapped[str] = mapped_column(String(16))
+    threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Reviewed as one unit (service.domain.review); each decision is applied to every member face.
+    review_state: Mapped[str] = mapped_column(String(32), default="unreviewed", index=True)
+    review_version: Mapped[int] = mapped_column(Integer, default=0)
+    review_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    review_candidate_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a PersonCandidate.id
+    first_reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    faces: Mapped[list[ProbeFace]] = relationship(order_by="ProbeFace.id")
+    candidates: Mapped[list[PersonCandidate]] = relationship(
+        back_populates="person", cascade="all, delete-orphan", passive_deletes=True, order_by="PersonCandidate.rank"
+    )
+
+
+class PersonCandidate(Base):
+    """A subject in a person's fused candidate list, with the member face that resembles it most."""
+
+    __tablename__ = "person_candidates"
+    __table_args__ = (UniqueConstraint("person_id", "rank"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("probe_persons.id", ondelete="CASCADE"), index=True)
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    above_threshold: Mapped[bool] = mapped_column(Boolean)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
+    best_face_id: Mapped[int | None] = mapped_column(ForeignKey("probe_faces.id", ondelete="SET NULL"), nullable=True)
+    best_face_score: Mapped[float] = mapped_column(Float)
+
+    person: Mapped[ProbePerson] = relationship(back_populates="candidates")
     subject: Mapped[Subject] = relationship()
 
 

@@ -10,7 +10,8 @@ under the cache directory, keyed by the source file's sha256 and the rewrite's o
 * ``PRelu`` nodes with a constant slope are rewritten as ``x + (slope - 1) * min(x, 0)``
   (the same values; onnxruntime's CPU PRelu broadcasts a (C, 1, 1) slope slowly: about half
   of SFace's run time, against a sixth for Min/Mul/Add);
-* optionally the batch dimension is made dynamic so many faces run in one call.
+* optionally the batch dimension is made dynamic so many faces run in one call, and the
+  spatial dimensions so one network runs on canvases of any size.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ class PrepareOptions:
     dynamic_batch: bool = False
     rewrite_prelu: bool = True
     dynamic_spatial: bool = False
+    dynamic_image: bool = False
 
     def tag(self) -> str:
         tag = f"v{_PREPARE_VERSION}-fold{int(self.fold_dequantize)}-dyn{int(self.dynamic_batch)}"
         tag += "-prelu" if self.rewrite_prelu else ""
+        tag += "-nchw" if self.dynamic_image else ""
         return tag + ("-hw" if self.dynamic_spatial else "")
 
 
@@ -210,6 +213,19 @@ def make_spatial_dynamic(model: onnx.ModelProto) -> None:
     del model.graph.value_info[:]
 
 
+def make_image_dynamic(model: onnx.ModelProto) -> None:
+    """Free batch, height and width of a fully convolutional network whose inputs and outputs are all
+    NCHW maps (CenterFace: one image in; heatmap, scale, offset and landmark maps out)."""
+    for prefix, values in (("", model.graph.input), ("out_", model.graph.output)):
+        for value in values:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 4:
+                for index, name in ((0, "batch"), (2, "height"), (3, "width")):
+                    dims[index].ClearField("dim_value")
+                    dims[index].dim_param = prefix + name
+    del model.graph.value_info[:]
+
+
 def prepare_model(source: Path, sha256: str, cache_dir: Path, options: PrepareOptions) -> Path:
     """A cached, rewritten copy of ``source`` (already verified to have ``sha256``)."""
     target = cache_dir / f"{sha256[:16]}-{options.tag()}.onnx"
@@ -226,6 +242,8 @@ def prepare_model(source: Path, sha256: str, cache_dir: Path, options: PrepareOp
         make_batch_dynamic(model)
     if options.dynamic_spatial:
         make_spatial_dynamic(model)
+    if options.dynamic_image:
+        make_image_dynamic(model)
     cache_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".onnx.tmp")
     try:

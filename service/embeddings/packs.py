@@ -41,6 +41,14 @@ class PackManifest:
     detector: ModelFile
     recognizer: ModelFile
     manifest_path: Path
+    # Optional: a network that re-locates the detector's landmarks (service.embeddings.landmarks).
+    landmarks: ModelFile | None = None
+    # The threshold of a person's fused score (several faces of an incident); the face's by default.
+    person_threshold: float | None = None
+
+    @property
+    def fused_threshold(self) -> float:
+        return self.operating_threshold if self.person_threshold is None else self.person_threshold
 
     @property
     def embedding_dim(self) -> int:
@@ -89,6 +97,8 @@ def load_manifest(models_dir: Path, pack_id: str) -> PackManifest:
             detector=_model_file(data["detector"], f"{path} [detector]"),
             recognizer=_model_file(data["recognizer"], f"{path} [recognizer]"),
             manifest_path=path,
+            landmarks=_model_file(data["landmarks"], f"{path} [landmarks]") if "landmarks" in data else None,
+            person_threshold=float(data["person_threshold"]) if "person_threshold" in data else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigurationError(f"{path}: malformed manifest: {exc!r}") from exc

@@ -12,6 +12,7 @@ from service.domain.faces import DetectedFace, FaceRecord
 from service.embeddings.align import align_face
 from service.embeddings.decode import decode_image
 from service.embeddings.detector import FaceDetector, ScrfdDetector, YuNetDetector
+from service.embeddings.landmarks import CenterFaceLandmarks
 from service.embeddings.onnx_session import PrepareOptions, build_session, prepare_model
 from service.embeddings.packs import PackManifest, load_manifest, resolve_verified
 from service.embeddings.quality import QualityAssessor
@@ -35,6 +36,7 @@ class FacePipeline:
         self.settings = settings
         self.manifest = manifest
         self.detector = self._build_detector()
+        self.landmarks = self._build_landmarks() if settings.detection.refine_landmarks else None
         self.recognizer = self._build_recognizer()
         self.quality = QualityAssessor(settings.quality)
 
@@ -58,6 +60,18 @@ class FacePipeline:
             return ScrfdDetector(session, prepared, model, self.settings.detection)
         raise ConfigurationError(f"unknown detector kind {model.kind!r} in pack {self.manifest.id}")
 
+    def _build_landmarks(self) -> CenterFaceLandmarks | None:
+        model = self.manifest.landmarks
+        if model is None:
+            return None  # the pack's own detector's landmarks are used
+        if model.kind != "centerface":
+            raise ConfigurationError(f"unknown landmarks kind {model.kind!r} in pack {self.manifest.id}")
+        path = resolve_verified(model, self.settings.models_dir)
+        prepared = prepare_model(
+            path, model.sha256, self.settings.cache_dir / "models", PrepareOptions(dynamic_image=True)
+        )
+        return CenterFaceLandmarks(build_session(prepared, self.settings.runtime))
+
     def _build_recognizer(self) -> FaceRecognizer:
         model = self.manifest.recognizer
         if model.kind not in {"sface", "arcface"}:
@@ -67,17 +81,21 @@ class FacePipeline:
             path, model.sha256, self.settings.cache_dir / "models", PrepareOptions(dynamic_batch=True)
         )
         session = build_session(prepared, self.settings.runtime)
-        return FaceRecognizer(session, model, self.settings.runtime.embed_batch_size)
+        return FaceRecognizer(
+            session, model, self.settings.runtime.embed_batch_size, flip=self.settings.recognition.flip
+        )
 
     def decode(self, data: bytes) -> NDArray[np.uint8]:
         return decode_image(data, max_pixels=self.settings.images.max_pixels)
 
     def detect(self, image: NDArray[np.uint8]) -> list[DetectedFace]:
-        return self.detector.detect(image)
+        """Every face of a decoded BGR image, with refined landmarks when that is on."""
+        detected = self.detector.detect(image)
+        return self.landmarks.refine(image, detected) if self.landmarks is not None else detected
 
     def analyse(self, image: NDArray[np.uint8]) -> ImageFaces:
         """Detect, align, assess and embed every face of a decoded BGR image."""
-        detected = self.detector.detect(image)
+        detected = self.detect(image)
         crops = [align_face(image, face.landmarks) for face in detected]
         embeddings = self.recognizer.embed(crops)
         records = [

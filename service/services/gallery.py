@@ -21,7 +21,9 @@ from service.domain.events import TemplateEnrolled
 from service.domain.faces import FaceRecord
 from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Principal
+from service.domain.views import FRONT, is_front, normalise_view, view_from_yaw
 from service.embeddings.pipeline import FacePipeline
+from service.embeddings.quality import LOW_QUALITY_SCORE, OFF_ANGLE
 from service.errors import InvalidRequest, NotFound, ServiceError
 from service.index import FaissGalleryIndex, open_or_rebuild
 from service.services import audit
@@ -43,13 +45,27 @@ class EnrolOutcome:
     reason_code: str | None = None
     reason: str | None = None
     quality_reasons: tuple[str, ...] = field(default_factory=tuple)
+    view: str | None = None
 
 
-def choose_custody_face(faces: list[FaceRecord]) -> FaceRecord | tuple[str, str, tuple[str, ...]]:
+# What a turned view of a record may be that a front view may not: off the frontal pose (and so
+# scored lower overall). A small, blurred, dark or doubtful face is refused in any view.
+TURNED_VIEW_REASONS = frozenset({OFF_ANGLE, LOW_QUALITY_SCORE})
+
+
+def is_turned_face(face: FaceRecord) -> bool:
+    """A face the gate refuses only for its pose: acceptable as a turned view of a record."""
+    return not face.quality.usable and set(face.quality.reasons) <= TURNED_VIEW_REASONS
+
+
+def choose_custody_face(
+    faces: list[FaceRecord], turned_ok: bool = False
+) -> FaceRecord | tuple[str, str, tuple[str, ...]]:
     """The one face to enrol, or (code, message, quality reasons) for a rejection.
 
     Poor faces (small, blurred people in the background) do not compete with the subject; of
-    the usable faces the largest must dominate the others, or the image is ambiguous.
+    the usable faces (and, with ``turned_ok``, the faces refused only for their pose) the largest
+    must dominate the others, or the image is ambiguous.
     """
     if not faces:
         return ("no_face", "no face was found in the image", ())
@@ -57,7 +73,7 @@ def choose_custody_face(faces: list[FaceRecord]) -> FaceRecord | tuple[str, str,
     def area(f: FaceRecord) -> float:
         return f.face.box[2] * f.face.box[3]
 
-    usable = sorted((f for f in faces if f.quality.usable), key=area, reverse=True)
+    usable = sorted((f for f in faces if f.quality.usable or (turned_ok and is_turned_face(f))), key=area, reverse=True)
     if not usable:
         largest = max(faces, key=area)
         reasons = largest.quality.reasons
@@ -217,14 +233,20 @@ class GalleryService:
         *,
         save_index: bool = True,
         refuse_unreadable: bool = False,
+        view: str | None = None,
     ) -> EnrolOutcome:
-        """Enrol one custody image; a re-run with the same image is a no-op (resumable imports).
+        """Enrol one custody image as a view of its subject's record; a re-run with the same image is
+        a no-op (resumable imports).
 
-        An unreadable file is a rejected outcome, or with ``refuse_unreadable`` its typed error.
+        ``view`` names it (``service.domain.views``); unnamed, it is read from the face's yaw. A
+        turned view (a face refused only for its pose) is enrolled beside a front view of the same
+        record, never alone. An unreadable file is a rejected outcome, or with
+        ``refuse_unreadable`` its typed error.
         """
         reference = custody_reference.strip()
         if not reference:
             raise InvalidRequest("custody_reference is required")
+        given = normalise_view(view)
         digest = sha256_bytes(data)
         with self.factory() as session:
             existing = session.execute(
@@ -244,12 +266,33 @@ class GalleryService:
             analysed = self.pipeline.analyse(pixels)
         except ServiceError as exc:
             return EnrolOutcome("rejected", reference, file_name, reason_code=exc.code, reason=exc.message)
-        choice = choose_custody_face(analysed.faces)
+        choice = choose_custody_face(analysed.faces, turned_ok=given is None or not is_front(given))
         if isinstance(choice, tuple):
             code, message, reasons = choice
             return EnrolOutcome(
                 "rejected", reference, file_name, reason_code=code, reason=message, quality_reasons=reasons
             )
+        turned = not choice.quality.usable
+        label = given or (view_from_yaw(choice.quality.measures.get("yaw_deg", 0.0)) if turned else FRONT)
+        if turned and is_front(label):
+            label = "tilted"  # off the frontal pose by its pitch, not its yaw
+        if turned:
+            with read_session(self.factory) as session:
+                front = session.scalar(
+                    select(CustodyImage.id)
+                    .join(Subject)
+                    .where(Subject.custody_reference == reference, CustodyImage.view == FRONT)
+                    .limit(1)
+                )
+            if front is None:
+                return EnrolOutcome(
+                    "rejected",
+                    reference,
+                    file_name,
+                    reason_code="no_front_view",
+                    reason=f"a turned view ({label}) is enrolled only beside a front view of the same record",
+                    quality_reasons=choice.quality.reasons,
+                )
         self.store.put(data)
         with self.factory() as session, session.begin():
             subject = session.scalar(select(Subject).where(Subject.custody_reference == reference))
@@ -268,6 +311,7 @@ class GalleryService:
                 subject_id=subject.id,
                 sha256=digest,
                 file_name=file_name[:255],
+                view=label,
                 width=analysed.width,
                 height=analysed.height,
             )
@@ -296,6 +340,7 @@ class GalleryService:
                 image_sha256=digest,
                 pack=choice.pack_id,
                 quality=round(choice.quality.score, 3),
+                view=label,
             )
         self.holder.applied(
             version, add=(np.array([template_id], np.int64), choice.embedding[None, :]), save=save_index
@@ -303,7 +348,9 @@ class GalleryService:
         event = TemplateEnrolled(subject_id, template_id, choice.pack_id, choice.embedding, actor)
         for handler in self.on_enrolled:
             handler(event)
-        return EnrolOutcome("enrolled", reference, file_name, subject_id=subject_id, template_id=template_id)
+        return EnrolOutcome(
+            "enrolled", reference, file_name, subject_id=subject_id, template_id=template_id, view=label
+        )
 
     def delete_subject(self, actor: Principal, subject_id: int, reason: str = "") -> DeletedSubject:
         """Remove a subject's records, stored files, templates and index entries at once (R7)."""
@@ -365,12 +412,12 @@ class GalleryService:
 
 
 def _subject_record(session: Session, subject: Subject) -> SubjectOut:
-    image_ids = [
-        int(i)
-        for i in session.scalars(
-            select(CustodyImage.id).where(CustodyImage.subject_id == subject.id).order_by(CustodyImage.id)
-        )
-    ]
+    images = session.execute(
+        select(CustodyImage.id, CustodyImage.view)
+        .where(CustodyImage.subject_id == subject.id)
+        .order_by(CustodyImage.id)
+    ).all()
+    image_ids = [int(i) for i, _ in images]
     templates = session.scalar(select(func.count()).where(FaceTemplate.subject_id == subject.id))
     return SubjectOut(
         id=subject.id,
@@ -382,5 +429,6 @@ def _subject_record(session: Session, subject: Subject) -> SubjectOut:
         enrolled_at=subject.enrolled_at,
         images=len(image_ids),
         image_ids=image_ids,
+        views=[str(v) for _, v in images],
         templates=int(templates or 0),
     )

@@ -14,11 +14,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.image_store import ImageStore
-from service.db.models import CustodyImage, ProbeFace, ProbeImage, Submission
+from service.db.models import CustodyImage, ProbeFace, ProbeImage, ProbePerson, Submission
 from service.domain.roles import Principal, Role
 from service.services import audit
 from service.services.views import PurgeResult
@@ -45,7 +45,14 @@ class RetentionService:
     def purge(self, actor: Principal, *, now: datetime | None = None, days: float | None = None) -> PurgeResult:
         keep_days = self.days if days is None else days
         cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
-        stats = {"submissions": 0, "images_deleted": 0, "faces_deleted": 0, "images_kept": 0, "files_deleted": 0}
+        stats = {
+            "submissions": 0,
+            "images_deleted": 0,
+            "faces_deleted": 0,
+            "images_kept": 0,
+            "files_deleted": 0,
+            "persons_deleted": 0,
+        }
         digests: list[str] = []
         with self.factory() as session, session.begin():
             if self.linking is not None:
@@ -72,6 +79,12 @@ class RetentionService:
                     touched = True
                 stats["submissions"] += int(touched)
             session.flush()
+            if old:
+                empty = delete(ProbePerson).where(
+                    ProbePerson.submission_id.in_([s.id for s in old]),
+                    ~select(ProbeFace.id).where(ProbeFace.person_id == ProbePerson.id).exists(),
+                )
+                stats["persons_deleted"] = int(session.execute(empty).rowcount)  # type: ignore[attr-defined]
             if self.linking is not None:
                 stats |= self.linking.purge_end(session)
             audit.append(

@@ -10,15 +10,33 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import read_session
-from service.db.models import Candidate, ProbeFace, ProbeImage, ReviewDecision, Submission
+from service.db.models import (
+    Candidate,
+    FaceTemplate,
+    PersonCandidate,
+    ProbeFace,
+    ProbeImage,
+    ProbePerson,
+    ReviewDecision,
+    Submission,
+)
 from service.db.queries import confirmed_matches
+from service.db.vectors import embedding_from_bytes
 from service.domain.events import ReviewDecided
 from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
 from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
 from service.services.submissions import visible_submission
-from service.services.views import DecisionHistoryItem, DecisionOut, Disclosure, Lead, QueueItem, SprintReport
+from service.services.views import (
+    DecisionHistoryItem,
+    DecisionOut,
+    Disclosure,
+    Lead,
+    PersonDecisionOut,
+    QueueItem,
+    SprintReport,
+)
 
 LEADS_NOTICE = "Confirmed matches are investigative leads, not identifications."
 
@@ -42,88 +60,168 @@ class ReviewService:
         expected_version: int | None = None,
     ) -> DecisionOut:
         """Record one decision; a stale or concurrent conflicting decision raises ``review_conflict``."""
-        try:
-            action_value = Action(action)
-            outcome_value = Outcome(outcome) if outcome else None
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from exc
+        action_value, outcome_value = _parse(action, outcome)
         with self.factory() as session, session.begin():
-            face = session.get(ProbeFace, face_id)
-            if face is None:
-                raise NotFound(f"probe face {face_id} not found")
-            state, version = ReviewState(face.review_state), int(face.review_version)
-            if expected_version is not None and expected_version != version:
-                raise ReviewConflict(f"face {face_id} changed since you loaded it (version {version})")
-            target = next_state(
-                state, action_value, actor, face.first_reviewer, outcome_value, candidate_id is not None
+            return self._decide_face(
+                session, actor, face_id, action_value, outcome_value, candidate_id, note, expected_version
             )
-            candidate = None
+
+    def _decide_face(
+        self,
+        session: Session,
+        actor: Principal,
+        face_id: int,
+        action_value: Action,
+        outcome_value: Outcome | None,
+        candidate_id: int | None,
+        note: str,
+        expected_version: int | None,
+    ) -> DecisionOut:
+        """One face's decision, in the caller's transaction."""
+        face = session.get(ProbeFace, face_id)
+        if face is None:
+            raise NotFound(f"probe face {face_id} not found")
+        state, version = ReviewState(face.review_state), int(face.review_version)
+        if expected_version is not None and expected_version != version:
+            raise ReviewConflict(f"face {face_id} changed since you loaded it (version {version})")
+        target = next_state(state, action_value, actor, face.first_reviewer, outcome_value, candidate_id is not None)
+        candidate = None
+        if candidate_id is not None:
+            candidate = session.get(Candidate, candidate_id)
+            if candidate is None or candidate.probe_face_id != face_id:
+                raise InvalidRequest(f"candidate {candidate_id} is not a candidate of face {face_id}")
+        values = _review_values(
+            action_value, target, version, outcome_value, candidate.id if candidate else None, actor
+        )
+        changed = session.execute(
+            update(ProbeFace).where(ProbeFace.id == face_id, ProbeFace.review_version == version).values(**values)
+        )
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            raise ReviewConflict(f"face {face_id} was decided by someone else at the same time")
+        decided_subject = candidate.subject_id if candidate else None
+        if action_value is not Action.REVIEW and face.review_candidate_id is not None:
+            first = session.get(Candidate, face.review_candidate_id)
+            decided_subject = first.subject_id if first else None
+        decision = ReviewDecision(
+            probe_face_id=face_id,
+            action=action_value.value,
+            outcome=(outcome_value.value if outcome_value else face.review_outcome),
+            candidate_id=candidate.id if candidate else face.review_candidate_id,
+            subject_id=decided_subject,
+            note=note[:4000],
+            username=actor.username,
+            role=str(actor.role),
+            from_state=state.value,
+            to_state=target.value,
+        )
+        session.add(decision)
+        session.flush()
+        event = ReviewDecided(
+            face_id=face_id,
+            state=target,
+            outcome=Outcome(decision.outcome) if decision.outcome else None,
+            subject_id=decided_subject,
+            actor=actor,
+        )
+        for handler in self.on_decided:  # before the audit append: the linking lock precedes the chain's
+            handler(session, event)
+        audit.append(
+            session,
+            actor,
+            "review_decision",
+            "probe_face",
+            face_id,
+            decision=action_value.value,
+            outcome=decision.outcome,
+            candidate_id=decision.candidate_id,
+            subject_id=decided_subject,
+            from_state=state.value,
+            to_state=target.value,
+            note_sha256=audit.note_digest(note),
+        )
+        return DecisionOut(
+            face_id=face_id,
+            decision_id=decision.id,
+            state=target.value,
+            version=version + 1,
+            outcome=decision.outcome,
+            candidate_id=decision.candidate_id,
+        )
+
+    def decide_person(
+        self,
+        actor: Principal,
+        person_id: int,
+        action: str,
+        outcome: str | None = None,
+        candidate_id: int | None = None,
+        note: str = "",
+        expected_version: int | None = None,
+    ) -> PersonDecisionOut:
+        """One decision on a person of an incident, applied to every member face in one transaction.
+
+        A ``possible_match`` names one of the person's candidates; each member face records it
+        against its own candidate for that subject (added, with the face's exact score, where the
+        face's own list did not hold it). Member faces a reviewer has already taken elsewhere (their
+        state differs from the person's) are left as they are and listed as skipped.
+        """
+        action_value, outcome_value = _parse(action, outcome)
+        with self.factory() as session, session.begin():
+            person = session.get(ProbePerson, person_id)
+            if person is None:
+                raise NotFound(f"person {person_id} not found")
+            state, version = ReviewState(person.review_state), int(person.review_version)
+            if expected_version is not None and expected_version != version:
+                raise ReviewConflict(f"person {person_id} changed since you loaded it (version {version})")
+            target = next_state(
+                state, action_value, actor, person.first_reviewer, outcome_value, candidate_id is not None
+            )
+            chosen = None
             if candidate_id is not None:
-                candidate = session.get(Candidate, candidate_id)
-                if candidate is None or candidate.probe_face_id != face_id:
-                    raise InvalidRequest(f"candidate {candidate_id} is not a candidate of face {face_id}")
-            values: dict[str, Any] = {"review_state": target.value, "review_version": version + 1}
-            if action_value is Action.REVIEW:
-                values |= {
-                    "review_outcome": outcome_value.value if outcome_value else None,
-                    "review_candidate_id": candidate.id if candidate else None,
-                    "first_reviewer": actor.username,
-                }
-            elif target is ReviewState.UNREVIEWED:
-                values |= {"review_outcome": None, "review_candidate_id": None, "first_reviewer": None}
+                chosen = session.get(PersonCandidate, candidate_id)
+                if chosen is None or chosen.person_id != person_id:
+                    raise InvalidRequest(f"candidate {candidate_id} is not a candidate of person {person_id}")
+            values = _review_values(action_value, target, version, outcome_value, chosen.id if chosen else None, actor)
             changed = session.execute(
-                update(ProbeFace).where(ProbeFace.id == face_id, ProbeFace.review_version == version).values(**values)
+                update(ProbePerson)
+                .where(ProbePerson.id == person_id, ProbePerson.review_version == version)
+                .values(**values)
             )
             if changed.rowcount != 1:  # type: ignore[attr-defined]
-                raise ReviewConflict(f"face {face_id} was decided by someone else at the same time")
-            decided_subject = candidate.subject_id if candidate else None
-            if action_value is not Action.REVIEW and face.review_candidate_id is not None:
-                first = session.get(Candidate, face.review_candidate_id)
-                decided_subject = first.subject_id if first else None
-            decision = ReviewDecision(
-                probe_face_id=face_id,
-                action=action_value.value,
-                outcome=(outcome_value.value if outcome_value else face.review_outcome),
-                candidate_id=candidate.id if candidate else face.review_candidate_id,
-                subject_id=decided_subject,
-                note=note[:4000],
-                username=actor.username,
-                role=str(actor.role),
-                from_state=state.value,
-                to_state=target.value,
-            )
-            session.add(decision)
-            session.flush()
-            event = ReviewDecided(
-                face_id=face_id,
-                state=target,
-                outcome=Outcome(decision.outcome) if decision.outcome else None,
-                subject_id=decided_subject,
-                actor=actor,
-            )
-            for handler in self.on_decided:  # before the audit append: the linking lock precedes the chain's
-                handler(session, event)
+                raise ReviewConflict(f"person {person_id} was decided by someone else at the same time")
+            decided: list[DecisionOut] = []
+            skipped: list[int] = []
+            for face in list(person.faces):
+                if face.review_state != state.value:
+                    skipped.append(face.id)
+                    continue
+                face_candidate = _face_candidate(session, face, chosen.subject_id) if chosen is not None else None
+                decided.append(
+                    self._decide_face(session, actor, face.id, action_value, outcome_value, face_candidate, note, None)
+                )
             audit.append(
                 session,
                 actor,
-                "review_decision",
-                "probe_face",
-                face_id,
+                "person_review_decision",
+                "probe_person",
+                person_id,
                 decision=action_value.value,
-                outcome=decision.outcome,
-                candidate_id=decision.candidate_id,
-                subject_id=decided_subject,
+                outcome=values.get("review_outcome", person.review_outcome),
+                subject_id=chosen.subject_id if chosen else None,
+                face_ids=[d.face_id for d in decided],
+                skipped_face_ids=skipped,
                 from_state=state.value,
                 to_state=target.value,
                 note_sha256=audit.note_digest(note),
             )
-            return DecisionOut(
-                face_id=face_id,
-                decision_id=decision.id,
+            return PersonDecisionOut(
+                person_id=person_id,
                 state=target.value,
                 version=version + 1,
-                outcome=decision.outcome,
-                candidate_id=decision.candidate_id,
+                outcome=values.get("review_outcome", person.review_outcome),
+                candidate_id=values.get("review_candidate_id", person.review_candidate_id),
+                faces=decided,
+                skipped_faces=skipped,
             )
 
     def history(self, face_id: int) -> list[DecisionHistoryItem]:
@@ -219,6 +317,59 @@ class ReviewService:
                 face_ids=[lead.face_id for lead in leads],
             )
         return Disclosure(submission_id=submission_id, recipient=recipient, notice=LEADS_NOTICE, leads=leads)
+
+
+def _parse(action: str, outcome: str | None) -> tuple[Action, Outcome | None]:
+    try:
+        return Action(action), (Outcome(outcome) if outcome else None)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def _review_values(
+    action: Action,
+    target: ReviewState,
+    version: int,
+    outcome: Outcome | None,
+    candidate_id: int | None,
+    actor: Principal,
+) -> dict[str, Any]:
+    """The review columns a decision sets, on a face or a person alike."""
+    values: dict[str, Any] = {"review_state": target.value, "review_version": version + 1}
+    if action is Action.REVIEW:
+        values |= {
+            "review_outcome": outcome.value if outcome else None,
+            "review_candidate_id": candidate_id,
+            "first_reviewer": actor.username,
+        }
+    elif target is ReviewState.UNREVIEWED:
+        values |= {"review_outcome": None, "review_candidate_id": None, "first_reviewer": None}
+    return values
+
+
+def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> int:
+    """The id of the face's candidate for ``subject_id``, added after its ranked list if it has none."""
+    existing = session.scalar(
+        select(Candidate.id).where(Candidate.probe_face_id == face.id, Candidate.subject_id == subject_id)
+    )
+    if existing is not None:
+        return int(existing)
+    score = -1.0
+    if face.embedding is not None:
+        probe = embedding_from_bytes(face.embedding)
+        for blob in session.scalars(select(FaceTemplate.embedding).where(FaceTemplate.subject_id == subject_id)):
+            score = max(score, float(probe @ embedding_from_bytes(blob)))
+    rank = int(session.scalar(select(func.max(Candidate.rank)).where(Candidate.probe_face_id == face.id)) or 0) + 1
+    candidate = Candidate(
+        probe_face_id=face.id,
+        rank=rank,
+        score=score,
+        above_threshold=score >= face.threshold,
+        subject_id=subject_id,
+    )
+    session.add(candidate)
+    session.flush()
+    return int(candidate.id)
 
 
 def sprint_report(session: Session, submission: Submission) -> SprintReport:

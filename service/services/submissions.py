@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
-from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.db.models import Candidate, Job, PersonCandidate, ProbeFace, ProbeImage, ProbePerson, Submission
 from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Principal
 from service.domain.search import require_case_and_purpose
@@ -23,6 +23,8 @@ from service.services import audit
 from service.services.views import (
     CandidateOut,
     ImageError,
+    PersonCandidateOut,
+    PersonOut,
     ProbeImageResult,
     ProbeImageStatus,
     Progress,
@@ -227,6 +229,15 @@ class SubmissionService:
                     selectinload(ProbeImage.faces).selectinload(ProbeFace.candidates).selectinload(Candidate.subject)
                 )
             ).all()
+            persons = session.scalars(
+                select(ProbePerson)
+                .where(ProbePerson.submission_id == submission_id)
+                .order_by(ProbePerson.id)
+                .options(
+                    selectinload(ProbePerson.faces),
+                    selectinload(ProbePerson.candidates).selectinload(PersonCandidate.subject),
+                )
+            ).all()
             return SubmissionResults(
                 **self._summary_fields(session, submission),
                 images=[
@@ -238,6 +249,7 @@ class SubmissionService:
                     )
                     for image in images
                 ],
+                persons=[_person(person) for person in persons],
             )
 
     def submission_of_face(self, actor: Principal, face_id: int) -> int:
@@ -264,6 +276,37 @@ def _image_fields(image: ProbeImage) -> dict[str, Any]:
         "supplied_by": image.supplied_by,
         "witness_statement": image.witness_statement,
     }
+
+
+def _person(person: ProbePerson) -> PersonOut:
+    return PersonOut(
+        id=person.id,
+        incident_reference=person.incident_reference,
+        faces=[face.id for face in person.faces],
+        searched=person.searched,
+        fusion=person.fusion,
+        threshold=person.threshold,
+        review=ReviewInfo(
+            state=person.review_state,
+            version=person.review_version,
+            outcome=person.review_outcome,
+            candidate_id=person.review_candidate_id,
+            first_reviewer=person.first_reviewer,
+        ),
+        candidates=[
+            PersonCandidateOut(
+                id=c.id,
+                rank=c.rank,
+                custody_reference=c.subject.custody_reference,
+                subject_id=c.subject_id,
+                score=round(c.score, 4),
+                above_threshold=c.above_threshold,
+                best_face_id=c.best_face_id,
+                best_face_score=round(c.best_face_score, 4),
+            )
+            for c in person.candidates
+        ],
+    )
 
 
 def _stored_face(face: ProbeFace) -> StoredFaceOut:

@@ -100,8 +100,35 @@ class ProbeImageResult(ProbeImageStatus):
     faces: list[StoredFaceOut]
 
 
+class PersonCandidateOut(BaseModel):
+    id: int
+    rank: int
+    custody_reference: str
+    subject_id: int
+    score: float = Field(description="the person's fused score (see the person's fusion)")
+    above_threshold: bool = Field(description="score >= the person's threshold")
+    best_face_id: int | None = Field(description="the member face most like this subject")
+    best_face_score: float
+
+
+class PersonOut(BaseModel):
+    """The faces of one person across an incident's stills, searched as one unit."""
+
+    id: int
+    incident_reference: str = Field(description="empty for a still without one: a person of one face")
+    faces: list[int] = Field(description="the member faces' ids")
+    searched: bool
+    fusion: str = Field(description="max | wmean: how the members' scores are fused")
+    threshold: float
+    review: ReviewInfo
+    candidates: list[PersonCandidateOut]
+
+
 class SubmissionResults(SubmissionSummary):
     images: list[ProbeImageResult]
+    persons: list[PersonOut] = Field(
+        default_factory=list, description="the faces of each incident grouped into persons, once it is processed"
+    )
 
 
 class SearchResult(BaseModel):
@@ -123,6 +150,7 @@ class SubjectOut(BaseModel):
     enrolled_at: datetime
     images: int
     image_ids: list[int] = Field(default_factory=list, description="the custody images' ids")
+    views: list[str] = Field(default_factory=list, description="each custody image's view (front, left, ...)")
     templates: int
 
 
@@ -148,6 +176,16 @@ class DecisionOut(BaseModel):
     version: int
     outcome: str | None
     candidate_id: int | None
+
+
+class PersonDecisionOut(BaseModel):
+    person_id: int
+    state: str
+    version: int = Field(description="the person's new review version")
+    outcome: str | None
+    candidate_id: int | None = Field(description="the person's chosen candidate (a person candidate id)")
+    faces: list[DecisionOut] = Field(description="the decision as recorded on each member face")
+    skipped_faces: list[int] = Field(description="member faces already decided elsewhere, left as they are")
 
 
 class DecisionHistoryItem(BaseModel):
@@ -236,6 +274,7 @@ class PurgeResult(BaseModel):
     files_deleted: int
     unknown_faces_removed: int = Field(default=0, description="purged faces that left their unknown groups")
     unknown_groups_deleted: int = Field(default=0, description="unknown groups left empty")
+    persons_deleted: int = Field(default=0, description="persons of an incident left without a face")
 
 
 class Lead(BaseModel):

@@ -35,6 +35,7 @@ from service.services.search import GallerySearcher, analyse_and_search, audit_s
 
 if TYPE_CHECKING:
     from service.services.linking import LinkingService
+    from service.services.persons import PersonBuilder
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class JobWorker:
         store: ImageStore,
         settings: WorkerSettings,
         linker: LinkingService | None = None,
+        persons: PersonBuilder | None = None,
     ) -> None:
         self.linker = linker  # links the unmatched faces of each processed image (unknown groups)
+        self.persons = persons  # groups the faces of each incident its last still completes
         self.factory = factory
         self.pipeline = pipeline
         self.searcher = searcher
@@ -270,6 +273,9 @@ class JobWorker:
                     statuses.append("failed")
             if done:
                 self._store_done(session, done)
+        if self.persons is not None:
+            finished = [o.ticket.image_id for o, s in zip(outcomes, statuses, strict=True) if s in ("done", "failed")]
+            self.persons.build_for_images(finished)
         return statuses
 
     def _store_done(self, session: Session, done: list[tuple[JobTicket, list[FaceOutcome]]]) -> None:
@@ -343,9 +349,15 @@ class JobWorker:
                 )
 
     # -- loops -------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """What a crashed worker left: its leased jobs, and persons of incidents it completed."""
+        self.release_orphans()
+        if self.persons is not None:
+            self.persons.build_missing()
+
     def run_until_empty(self, progress: Callable[[int], object] | None = None) -> int:
         """Process queued jobs until none is left and every result is stored; returns how many."""
-        self.release_orphans()
+        self.recover()
         done = 0
         try:
             while not self.stop_event.is_set():
@@ -360,7 +372,7 @@ class JobWorker:
         return done
 
     def _loop(self) -> None:
-        self.release_orphans()
+        self.recover()
         while not self.stop_event.is_set():
             try:
                 if not self.run_batch():

@@ -1,0 +1,294 @@
+"""Persons within an incident (service.domain.persons): grouped, searched with a fused score, stored.
+
+When the last still of an incident of a submission is processed, the worker asks for its persons:
+the incident's faces are grouped (two faces of one still are never one person), each person with
+a searched face is searched as one unit — every member scored exactly against every subject any
+member brought up, the scores fused, poor faces counting with a low weight — and the persons and
+their ranked candidates are stored. A face of a still without an incident reference is a person
+of one, whose candidates are the face's own.
+
+A person a reviewer has decided on keeps its faces; when more stills of its incident arrive
+later, only the undecided persons are regrouped with the new faces.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.engine import read_session
+from service.db.models import Candidate, PersonCandidate, ProbeFace, ProbeImage, ProbePerson, Submission
+from service.db.vectors import embedding_from_bytes
+from service.domain.persons import Fusion, MemberFace, evidence_weight, fuse, group_faces
+from service.domain.roles import Principal, Role
+from service.services import audit
+from service.services.search import GallerySearcher
+
+log = logging.getLogger(__name__)
+
+UNFINISHED = ("queued", "processing")
+
+
+@dataclass(frozen=True, slots=True)
+class PersonHit:
+    rank: int
+    subject_id: int
+    score: float
+    above_threshold: bool
+    best_face_id: int
+    best_face_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What a build read: the faces to group, and the undecided persons it will replace."""
+
+    faces: list[MemberFace]
+    searched: set[int]
+    replaced: set[int]
+
+
+class PersonBuilder:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        searcher: GallerySearcher,
+        fusion: Fusion,
+        threshold: float,
+        group_threshold: float,
+        top_k: int,
+    ) -> None:
+        self.factory = factory
+        self.searcher = searcher
+        self.fusion = fusion
+        self.threshold = threshold
+        self.group_threshold = group_threshold
+        self.top_k = top_k
+
+    # -- which incidents are ready ---------------------------------------------------------------
+    def build_for_images(self, image_ids: list[int]) -> int:
+        """Build the persons of every incident these processed images complete; returns persons stored."""
+        if not image_ids:
+            return 0
+        with read_session(self.factory) as session:
+            rows = session.execute(
+                select(ProbeImage.id, ProbeImage.submission_id, ProbeImage.incident_reference).where(
+                    ProbeImage.id.in_(image_ids)
+                )
+            ).all()
+        units = sorted({(int(sid), ref) for _, sid, ref in rows if ref})
+        alone = sorted({(int(sid), int(i)) for i, sid, ref in rows if not ref})
+        built = 0
+        for submission_id, reference in units:
+            built += self._build(submission_id, reference, None)
+        for submission_id, image_id in alone:
+            built += self._build(submission_id, "", image_id)
+        return built
+
+    def build_missing(self) -> int:
+        """Build the persons a crash left unbuilt: processed faces that belong to no person."""
+        with read_session(self.factory) as session:
+            image_ids = [
+                int(i)
+                for i in session.scalars(
+                    select(ProbeFace.probe_image_id)
+                    .where(ProbeFace.person_id.is_(None), ProbeFace.embedding.is_not(None))
+                    .distinct()
+                )
+            ]
+        return self.build_for_images(image_ids)
+
+    def _faces_query(self, submission_id: int, reference: str, image_id: int | None):  # type: ignore[no-untyped-def]
+        query = (
+            select(ProbeFace)
+            .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
+            .where(ProbeImage.submission_id == submission_id, ProbeFace.embedding.is_not(None))
+            .order_by(ProbeFace.id)
+        )
+        if image_id is not None:
+            return query.where(ProbeImage.id == image_id)
+        return query.where(ProbeImage.incident_reference == reference)
+
+    def _load(self, session: Session, submission_id: int, reference: str, image_id: int | None) -> _Loaded | None:
+        """The faces still to group, or None while a still of the incident is unprocessed."""
+        if image_id is None:
+            pending = session.scalar(
+                select(ProbeImage.id).where(
+                    ProbeImage.submission_id == submission_id,
+                    ProbeImage.incident_reference == reference,
+                    ProbeImage.status.in_(UNFINISHED),
+                )
+            )
+            if pending is not None:
+                return None
+        decided = set(
+            session.scalars(
+                select(ProbePerson.id).where(
+                    ProbePerson.submission_id == submission_id,
+                    ProbePerson.incident_reference == reference,
+                    ProbePerson.review_state != "unreviewed",
+                )
+            )
+        )
+        faces: list[MemberFace] = []
+        searched: set[int] = set()
+        replaced: set[int] = set()
+        for face in session.scalars(self._faces_query(submission_id, reference, image_id)):
+            if face.person_id is not None and face.person_id in decided:
+                continue
+            if face.person_id is not None:
+                replaced.add(int(face.person_id))
+            assert face.embedding is not None
+            faces.append(
+                MemberFace(
+                    face_id=int(face.id),
+                    image_id=int(face.probe_image_id),
+                    embedding=embedding_from_bytes(face.embedding),
+                    quality_score=float(face.quality_score),
+                    usable=bool(face.usable),
+                )
+            )
+            if face.searched:
+                searched.add(int(face.id))
+        return _Loaded(faces, searched, replaced)
+
+    # -- building ------------------------------------------------------------------------------
+    def _build(self, submission_id: int, reference: str, image_id: int | None) -> int:
+        """Group, search and store one incident's (or one still's) persons; a concurrent change retries."""
+        for _ in range(3):
+            with read_session(self.factory) as session:
+                loaded = self._load(session, submission_id, reference, image_id)
+            if loaded is None or not loaded.faces:
+                return 0
+            persons = (
+                group_faces(loaded.faces, self.group_threshold) if image_id is None else [[f] for f in loaded.faces]
+            )
+            hits = [self._search(person, loaded.searched) for person in persons]
+            stored = self._store(submission_id, reference, image_id, loaded, persons, hits)
+            if stored is not None:
+                return stored
+        log.warning("persons of submission %s incident %r changed three times while built", submission_id, reference)
+        return 0
+
+    def _search(self, person: list[MemberFace], searched: set[int]) -> list[PersonHit] | None:
+        """The person's fused candidates, or None if none of its faces was searched (gate, no override)."""
+        if not any(f.face_id in searched for f in person):
+            return None
+        if len(person) == 1:
+            return []  # a person of one: its candidates are its face's own (copied when stored)
+        queries = np.stack([f.embedding for f in person])
+        found = self.searcher.search(queries, self.searcher.holder.pack_id, k=self.top_k)
+        subjects = sorted({hit.subject_id for hits in found for hit in hits})
+        if not subjects:
+            return []
+        scores, _ = self.searcher.subject_scores(queries, subjects)
+        weights = np.array([evidence_weight(f.quality_score, f.usable) for f in person])
+        fused = fuse(scores, weights, self.fusion)
+        order = np.argsort(-fused, kind="stable")[: self.top_k]
+        return [
+            PersonHit(
+                rank=rank,
+                subject_id=subjects[c],
+                score=float(fused[c]),
+                above_threshold=bool(fused[c] >= self.threshold),
+                best_face_id=person[int(np.argmax(scores[:, c]))].face_id,
+                best_face_score=float(scores[:, c].max()),
+            )
+            for rank, c in enumerate(order, start=1)
+        ]
+
+    def _store(
+        self,
+        submission_id: int,
+        reference: str,
+        image_id: int | None,
+        loaded: _Loaded,
+        persons: list[list[MemberFace]],
+        hits: list[list[PersonHit] | None],
+    ) -> int | None:
+        """Replace the undecided persons with the new ones, if nothing changed since they were read."""
+        with self.factory() as session, session.begin():
+            submission = session.get(Submission, submission_id, with_for_update=True)  # one builder at a time
+            if submission is None:
+                return 0
+            again = self._load(session, submission_id, reference, image_id)
+            if again is None or {f.face_id for f in again.faces} != {f.face_id for f in loaded.faces}:
+                return None
+            if again.replaced != loaded.replaced:
+                return None
+            if loaded.replaced:
+                session.execute(
+                    update(ProbeFace).where(ProbeFace.person_id.in_(loaded.replaced)).values(person_id=None)
+                )
+                session.execute(delete(PersonCandidate).where(PersonCandidate.person_id.in_(loaded.replaced)))
+                session.execute(delete(ProbePerson).where(ProbePerson.id.in_(loaded.replaced)))
+            submitter = Principal(username=submission.submitted_by, role=Role(submission.submitted_role), via="worker")
+            for person, person_hits in zip(persons, hits, strict=True):
+                row = ProbePerson(
+                    submission_id=submission_id,
+                    incident_reference=reference,
+                    searched=person_hits is not None,
+                    fusion=self.fusion.value,
+                    threshold=self.threshold if len(person) > 1 else self.searcher.threshold,
+                )
+                session.add(row)
+                session.flush()
+                face_ids = [f.face_id for f in person]
+                session.execute(update(ProbeFace).where(ProbeFace.id.in_(face_ids)).values(person_id=row.id))
+                if person_hits is not None and len(person) == 1:
+                    person_hits = self._own_candidates(session, person[0].face_id)
+                if person_hits:
+                    session.execute(
+                        insert(PersonCandidate),
+                        [
+                            {
+                                "person_id": row.id,
+                                "rank": h.rank,
+                                "score": h.score,
+                                "above_threshold": h.above_threshold,
+                                "subject_id": h.subject_id,
+                                "best_face_id": h.best_face_id,
+                                "best_face_score": h.best_face_score,
+                            }
+                            for h in person_hits
+                        ],
+                    )
+                if person_hits is not None and len(person) > 1:
+                    audit.append(
+                        session,
+                        submitter,
+                        "person_search",
+                        "probe_person",
+                        row.id,
+                        submission_id=submission_id,
+                        case_reference=submission.case_reference,
+                        purpose=submission.purpose,
+                        incident_reference=reference,
+                        face_ids=face_ids,
+                        fusion=self.fusion.value,
+                        pack=submission.pack_id,
+                        threshold=self.threshold,
+                        candidates_returned=len(person_hits),
+                        candidate_subject_ids=sorted({h.subject_id for h in person_hits}),
+                    )
+            return len(persons)
+
+    def _own_candidates(self, session: Session, face_id: int) -> list[PersonHit]:
+        """A person of one: its face's stored candidates, at the face's threshold."""
+        return [
+            PersonHit(
+                rank=c.rank,
+                subject_id=c.subject_id,
+                score=c.score,
+                above_threshold=c.above_threshold,
+                best_face_id=face_id,
+                best_face_score=c.score,
+            )
+            for c in session.scalars(
+                select(Candidate).where(Candidate.probe_face_id == face_id).order_by(Candidate.rank)
+            )
+        ]
