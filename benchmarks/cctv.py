@@ -10,7 +10,8 @@ The levers (issue "find the offender in real CCTV stills"), each measured on and
   mean of those two) and, for comparison, ``meanemb``: the search of the faces' mean embedding;
 * **views**: custody records with turned views beside the front one (views picked by the yaw read
   from the landmarks), scored by the best view (``max``), a fused template (``fused``: the
-  normalised mean of the views), or their mean score (``mean``);
+  normalised mean of the views), their mean score (``mean``), or the best of the views and the
+  fused template (``max+fused``: what the service does);
 * **the quality gate**: for every reason, how far the true person's rank falls on the faces that
   carry it (chance is half the gallery), which is what the gate is calibrated on.
 
@@ -65,7 +66,7 @@ CONFIGS = {  # lever settings -> (landmark source, flip)
     "landmarks+flip": ("centerface", True),
 }
 FUSIONS = (*(f.value for f in Fusion), "meanemb")
-VIEW_RULES = ("one_view", "max", "fused", "mean")
+VIEW_RULES = ("one_view", "max", "fused", "mean", "max+fused")
 REASONS = (
     "too_small",
     "blurred",
@@ -382,6 +383,8 @@ def subject_scores(gallery: Gallery, emb: NDArray[np.float32], rule: str) -> NDA
     """(queries, subjects) under a view rule: best view, fused template, or mean view score."""
     sims = (emb @ gallery.emb.T).astype(np.float64)
     n_subjects = len(gallery.people)
+    if rule == "max+fused":  # the service's rule: the fused template is one more template of the subject
+        return np.maximum(subject_scores(gallery, emb, "max"), subject_scores(gallery, emb, "fused"))
     if rule in {"one_view", "max"}:
         out = np.full((emb.shape[0], n_subjects), -np.inf)
         np.maximum.at(out.T, gallery.owner, sims.T)
@@ -505,6 +508,7 @@ def evaluate(
     sex: dict[str, str],
     views: bool = False,
     view_rule: str = "one_view",
+    person_threshold: float | None = None,
 ) -> dict[str, Any]:
     gallery, subject_of = build_gallery(proto, results, config, views)
     rows, embs = frame_queries(proto, results, condition, config, subject_of)
@@ -543,7 +547,7 @@ def evaluate(
                 continue
             has[n] = True
             if rule != "meanemb":
-                fused[n] = fuse(scores[members], weights[members], Fusion(rule))
+                fused[n] = fuse(scores[members], weights[members], Fusion(rule), usable[members])
             else:
                 mean = embs[members].mean(axis=0)
                 mean /= max(float(np.linalg.norm(mean)), 1e-12)
@@ -554,6 +558,7 @@ def evaluate(
             **rates(ranked, threshold),
             "threshold_fpir1": round(calibrated, 4),
             "at_calibrated": rates(ranked, calibrated),
+            "at_person_threshold": rates(ranked, threshold if person_threshold is None else person_threshold),
             "by_sex": by_sex(ranked, [i.person for i in proto.incidents[condition]], sex, calibrated),
         }
     out["persons"] = persons
@@ -633,10 +638,13 @@ def _pct(x: float | None) -> str:
 
 
 def markdown(payload: dict[str, Any]) -> str:
+    st = payload["stamp"]
+    dirty = " (uncommitted changes)" if st.get("git_dirty") else ""
     lines = [
         "# CCTV levers (benchmarks/cctv.py)",
         "",
-        f"Commit {payload['stamp'].get('commit')}, {payload['stamp'].get('cpu')}; seed {payload['seed']}; "
+        f"Commit `{str(st.get('git_commit'))[:12]}`{dirty}, {st.get('date_utc')}, {st.get('processor')}; "
+        f"seed {payload['seed']}; "
         f"pack threshold {payload['threshold']}. Rank-1 over every still of the incidents (enrolled people), "
         "strangers counted over stills or persons of held-out people.",
         "",
@@ -658,20 +666,22 @@ def markdown(payload: dict[str, Any]) -> str:
             )
         lines += [
             "",
-            "Persons (incidents of 3-6 stills), by fusion rule; the threshold is re-calibrated at FPIR 1% over "
-            "strangers' incidents:",
+            "Persons (incidents of 3-6 stills), by fusion rule: at the pack's face threshold, at the threshold "
+            "re-calibrated here at FPIR 1% over strangers' incidents, and at the pack's person threshold "
+            f"({payload['person_threshold']}):",
             "",
-            "| levers | rule | person rank-1 | rank-1 above pack thr. | strangers above pack thr. | "
-            "calibrated thr. | rank-1 above it | strangers above it |",
-            "|---|---|---|---|---|---|---|---|",
+            "| levers | rule | person rank-1 | rank-1 above face thr. | strangers above it | "
+            "calibrated thr. | rank-1 above it | strangers above it | rank-1 above person thr. | strangers above it |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for config, res in per_config.items():
             for rule, p in res["persons"].items():
-                c = p["at_calibrated"]
+                c, t = p["at_calibrated"], p["at_person_threshold"]
                 lines.append(
                     f"| {config} | {rule} | {_pct(p['rank1'])} | {_pct(p['rank1_above'])} | "
                     f"{p['strangers_above']} of {p['strangers']} | {p['threshold_fpir1']} | "
-                    f"{_pct(c['rank1_above'])} | {c['strangers_above']} of {c['strangers']} |"
+                    f"{_pct(c['rank1_above'])} | {c['strangers_above']} of {c['strangers']} | "
+                    f"{_pct(t['rank1_above'])} | {t['strangers_above']} of {t['strangers']} |"
                 )
         lines.append("")
     views = payload.get("views")
@@ -734,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", nargs="+", default=["moderate", "cctv"], choices=sorted(deg.PRESETS))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-cache", action="store_true", help="analyse every image again")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR / "cctv.json")
+    p.add_argument("--out", type=Path, help="results JSON (default benchmarks/results/cctv_<pack>.json)")
     return p
 
 
@@ -746,6 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     manifest = load_manifest(settings.models_dir, settings.pack)
     threshold = manifest.operating_threshold
+    out = args.out or RESULTS_DIR / f"cctv_{manifest.id}.json"
     tasks, images_of, enrolled, strangers = custody_tasks(args.root, args)
     log(f"phase 1: {len(tasks)} custody images")
     started = time.perf_counter()
@@ -757,8 +768,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sex = read_sex(args.root / "protocol" / "lfw-sex.tsv")
     conditions: dict[str, dict[str, Any]] = {}
     for condition in args.conditions:
-        conditions[condition] = {c: evaluate(proto, results, condition, c, threshold, sex) for c in CONFIGS}
-    best = "landmarks+flip"
+        conditions[condition] = {
+            c: evaluate(proto, results, condition, c, threshold, sex, person_threshold=manifest.fused_threshold)
+            for c in CONFIGS
+        }
+    best = next(  # the service's default levers
+        name
+        for name, (source, flip) in CONFIGS.items()
+        if (source == "centerface") == settings.detection.refine_landmarks and flip == settings.recognition.flip
+    )
     hardest = args.conditions[-1]
     view_people = {p for p, v in proto.views_of.items() if v}
     views_proto = Protocol(
@@ -778,6 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stamp": stamp(manifest.id),
         "seed": args.seed,
         "threshold": threshold,
+        "person_threshold": manifest.fused_threshold,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "analysis_seconds": round(seconds, 1),
         "images": len(results),
@@ -797,15 +816,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "by_sex": {
             "condition": hardest,
             "config": best,
-            "rule": "wmean",
+            "rule": settings.persons.fusion,
             "frames": main_result["frames_by_sex"],
-            "persons": main_result["persons"]["wmean"]["by_sex"],
+            "persons": main_result["persons"][settings.persons.fusion]["by_sex"],
         },
     }
-    write_json(args.out, payload)
-    md = args.out.with_suffix(".md")
+    write_json(out, payload)
+    md = out.with_suffix(".md")
     md.write_text(markdown(payload), encoding="utf-8")
-    log(f"wrote {args.out} and {md}")
+    log(f"wrote {out} and {md}")
     return 0
 
 

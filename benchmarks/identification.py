@@ -366,7 +366,12 @@ def summarise(
 
 
 def read_labels(path: Path) -> tuple[str, dict[str, dict[str, str]]]:
-    """Per-person labels from a CSV with a ``name`` column (the identity folder) and any label columns."""
+    """Per-person labels from a CSV with a ``name`` column (the identity folder) and any label columns,
+    or from LFW's ``lfw-sex.tsv`` (``name<TAB>image<TAB>sex``, no header)."""
+    if path.suffix == ".tsv":
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = {r[0]: {"sex": r[2].strip()} for r in csv.reader(fh, delimiter="\t") if len(r) >= 3}
+        return path.name, rows
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if not reader.fieldnames or "name" not in reader.fieldnames:

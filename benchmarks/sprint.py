@@ -74,6 +74,7 @@ from benchmarks.identification import (
     summarise,
 )
 from benchmarks.sprint_peer import PEER_THRESHOLD, Descriptors, PeerStore, peer_descriptors_job, peer_units, run_peer
+from benchmarks.sprint_persons import build_incidents, run_incidents
 from benchmarks.sprint_probes import TOP_K, Prepared, log, prepare_condition, timing_text
 from benchmarks.sprint_report import markdown, plot, render
 
@@ -243,15 +244,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nonmated", type=int, default=200, help="non-mated probes per condition")
     p.add_argument(
         "--degrade",
-        default="clean,mild,moderate,severe",
-        help="comma-separated conditions: presets (clean, mild, moderate, severe) or chains, see benchmarks/degrade.py",
+        default="clean,mild,moderate,cctv,severe",
+        help="comma-separated conditions: presets (clean, mild, moderate, cctv, severe) or degrade.py chains",
     )
     p.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True, help="also run the dlib peer")
     p.add_argument(
         "--peer-mated", type=int, default=100, help="mated probes per condition for the peer (a prefix of ours)"
     )
     p.add_argument("--peer-nonmated", type=int, default=100, help="non-mated probes per condition for the peer")
-    p.add_argument("--labels", type=Path, help="CSV name,<label>,... per person for the fairness breakdown (R5)")
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="CSV name,<label>,... per person, or LFW's name<TAB>image<TAB>sex, for the fairness breakdown (R5); "
+        "default <dataset>/protocol/lfw-sex.tsv when it exists",
+    )
     p.add_argument("--thresholds", default="", help="extra rfr thresholds (comma-separated) to recompute metrics at")
     p.add_argument(
         "--search-poor-faces", action="store_true", help="report with the poor-face override on (R9), not the gate"
@@ -277,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-peer-cache", action="store_true", help="recompute the peer's gallery descriptors")
     p.add_argument("--render", type=Path, help="only re-write the Markdown and plots of this results JSON")
     p.add_argument("--enrol-attempts", type=int, default=3, help="images tried per gallery person until one enrols")
+    p.add_argument(
+        "--incidents",
+        type=int,
+        default=90,
+        help="incidents of 3-6 stills per degraded condition (two thirds of enrolled people), searched as persons",
+    )
     return p
 
 
@@ -293,7 +305,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c in conditions:
         deg.parse_condition(c)  # fail early on a typo
     extra = [float(t) for t in args.thresholds.split(",") if t.strip()]
-    labels = read_labels(args.labels) if args.labels else None
+    labels_file = args.labels or root / "protocol" / "lfw-sex.tsv"
+    labels = read_labels(labels_file) if args.labels or labels_file.is_file() else None
 
     if args.work_dir:
         args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -320,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     outcomes_by: dict[tuple[str, str], list[Outcome]] = {}
+    persons_out: dict[str, dict[str, Any]] = {}
     health: dict[str, Any] = {}
     rfr_threshold: float | None = None
     peer_info: dict[str, Any] | None = None
@@ -370,6 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log(f"rfr {cond.name}: {timing_text(timing)}")
                     if 0 < timing["top_k_seen"] < TOP_K < len(enrolled):
                         notes.append(f"{cond.name}: the service returned at most {timing['top_k_seen']} candidates")
+                if args.incidents:
+                    incidents = build_incidents(people, enrolled, split.held_out, args.incidents, args.seed)
+                    for i, cond in enumerate(prepared):
+                        if cond.name == "clean":
+                            continue
+                        persons_out[cond.name] = run_incidents(
+                            client, cond.name, incidents, i, args.seed, args.chunk, args.poll, args.search_poor_faces
+                        )
+                        log(f"rfr {cond.name} incidents: {persons_out[cond.name]}")
             finally:
                 client.close()
 
@@ -456,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "full_run_estimate": full,
         },
         "conditions": conditions_out,
+        "persons": persons_out,
         "fairness": {"labels_file": labels[0]} if labels else None,
         "notes": notes,
     }

@@ -183,6 +183,32 @@ def _setup_lines(payload: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _persons_lines(persons: dict[str, dict[str, Any]]) -> list[str]:
+    """The incidents' table: each still alone beside the incident's person searched as one unit."""
+    if not persons:
+        return []
+    lines = [
+        "",
+        "## Persons within an incident",
+        "",
+        "Incidents of 3-6 stills of one person (two thirds enrolled, a third held out), uploaded with an "
+        "incident reference; the service groups each incident's faces into persons and searches each with a "
+        "fused score (`persons` in the results). Frame figures are the same stills searched one by one.",
+        "",
+        "| condition | incidents | stills | frame rank 1 | frame rank 1 ≥ thr | person rank 1 | person top 10 | "
+        "person rank 1 ≥ person thr | strangers' persons ≥ thr | person thr |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, p in persons.items():
+        lines.append(
+            f"| {name} | {p['persons_mated']} + {p['persons_strangers']} | {p['stills']} | {_r(p['frame_rank1'])} | "
+            f"{_r(p['frame_rank1_above'])} | {_r(p['person_rank1'])} | {_r(p['person_rank10'])} | "
+            f"{_r(p['person_rank1_above'])} | {p['strangers_above']} of {p['persons_strangers']} | "
+            f"{p['person_threshold']} |"
+        )
+    return lines
+
+
 def markdown(payload: dict[str, Any]) -> str:
     conds = payload["conditions"]
     columns = [(s, label, c) for s, label in SYSTEMS for c in conds if c["systems"].get(s)]
@@ -213,6 +239,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "each mated search with its mate removed (its best wrong candidate: a non-mated search at gallery size "
         "N-1). *wrong cand. ≥ thr (mated)*: mated searches whose best wrong candidate clears the threshold.",
     ]
+    lines += _persons_lines(payload.get("persons") or {})
     if cfg.get("extra_thresholds"):
         lines += ["", "## At other thresholds (recomputed from the returned scores)", ""]
         lines += ["| system | condition | threshold | FPIR | FNIR | rank 1 ≥ thr | wrong cand. ≥ thr |"]

@@ -376,10 +376,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk", type=int, default=25, help="images per alternation of ours/peer")
     parser.add_argument("--intra-op-threads", type=int, help="override ONNX Runtime intra-op threads")
     parser.add_argument("--no-peer", action="store_true", help="skip the dlib peer")
+    parser.add_argument(
+        "--levers", action="store_true", help="only: end to end with CenterFace landmarks and flip each on and off"
+    )
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--matmul-reps", type=int, default=10)
     parser.add_argument("--out", type=Path, default=default_out("throughput"), help="results JSON")
     return parser
+
+
+LEVERS = {  # (refine_landmarks, flip)
+    "neither": (False, False),
+    "landmarks": (True, False),
+    "flip": (False, True),
+    "landmarks+flip": (True, True),
+}
+
+
+def levers_end_to_end(data: list[bytes], chunk: int, threads: int | None, seed: int) -> dict[str, Any]:
+    """End-to-end ms per LFW image with each CCTV lever on and off, the four pipelines alternating in
+    chunks so that load from other processes falls on all alike."""
+    from service.config import Settings
+    from service.embeddings.pipeline import FacePipeline
+
+    pipelines = {}
+    for name, (refine, flip) in LEVERS.items():
+        settings = Settings()
+        settings.detection.refine_landmarks = refine
+        settings.recognition.flip = flip
+        if threads is not None:
+            settings.runtime.intra_op_threads = threads
+        pipelines[name] = FacePipeline.from_settings(settings)
+        for blob in data[:3]:
+            pipelines[name].analyse_bytes(blob)
+    seconds = dict.fromkeys(LEVERS, 0.0)
+    for lo in range(0, len(data), chunk):
+        for name, pipeline in pipelines.items():
+            started = time.perf_counter()
+            for blob in data[lo : lo + chunk]:
+                pipeline.analyse_bytes(blob)
+            seconds[name] += time.perf_counter() - started
+    base = seconds["neither"]
+    return stamp(
+        pipelines["neither"].pack_id,
+        benchmark="throughput_levers",
+        images=len(data),
+        seed=seed,
+        load_average_1_5_15=os.getloadavg(),
+        ms_per_image={k: round(1000 * v / len(data), 2) for k, v in seconds.items()},
+        ratio_to_neither={k: round(v / base, 3) for k, v in seconds.items()},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -389,6 +435,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = lfw_files(args.lfw_root)
     chosen = rng.sample(files, min(args.images, len(files)))
     lfw_data = [p.read_bytes() for p in chosen]
+    if args.levers:
+        out = args.out if args.out != default_out("throughput") else default_out("throughput_levers")
+        payload = levers_end_to_end(lfw_data, args.chunk, args.intra_op_threads, args.seed)
+        write_json(out, payload)
+        print(json.dumps({k: payload[k] for k in ("ms_per_image", "ratio_to_neither")}, indent=1))
+        return 0
     frames, placed = compose_frames(files, args.frames, args.faces_per_frame, rng, args.min_side, args.max_side)
     workloads = {"lfw": lfw_data, "frames_1080p": frames}
 

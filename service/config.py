@@ -41,16 +41,28 @@ class DetectionSettings(BaseModel):
     min_face_px: int = Field(default=36, ge=8)
     # Border added around the frame, as a fraction of its long side, so a face filling it is found.
     pad_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
-    # Re-locate the detector's landmarks with the pack's landmark network, if it has one.
-    refine_landmarks: bool = False
+    # Re-locate the detector's landmarks with the pack's landmark network, if it has one
+    # (CenterFace for yunet_sface: +6.8 points rank-1 on CCTV-like stills, benchmarks/results/cctv.md).
+    refine_landmarks: bool = True
 
 
 class RecognitionSettings(BaseModel):
-    # Embed each aligned face and its mirror image, and keep their normalised sum.
+    # Embed each aligned face and its mirror image, and keep their normalised sum: +1.3 points rank-1
+    # on CCTV-like stills (benchmarks/results/cctv_yunet_sface.md) for 1.6x the embedding time, which
+    # would take end-to-end throughput below 3x the dlib peer's; off unless throughput allows.
     flip: bool = False
 
 
 class QualitySettings(BaseModel):
+    """The quality reasons a face is flagged with, and the gate: the reasons that stop its search.
+
+    Every reason is kept with the face and shown beside its candidates. The gate stops only what
+    makes a search worthless: on CCTV-like stills (benchmarks/cctv.py, "the quality gate") the true
+    person's rank falls towards chance only below about 8 px between the eyes and beyond 35 degrees
+    of pitch; small, blurred, turned or weakly detected faces still rank their person near the top.
+    A custody image must be free of every reason (the enrolment gate), turned views aside.
+    """
+
     min_inter_eye_px: float = Field(default=20.0, ge=0.0)
     min_det_score: float = Field(default=0.75, ge=0.0, le=1.0)
     min_sharpness: float = Field(default=40.0, ge=0.0, description="variance of the Laplacian, aligned crop")
@@ -59,6 +71,13 @@ class QualitySettings(BaseModel):
     min_brightness: float = Field(default=40.0, ge=0.0, le=255.0)
     max_brightness: float = Field(default=215.0, ge=0.0, le=255.0)
     min_score: float = Field(default=0.35, ge=0.0, le=1.0)
+    # The floors below which a search is worthless (reasons far_too_small and far_off_angle).
+    search_min_inter_eye_px: float = Field(default=8.0, ge=0.0)
+    search_max_pitch_deg: float = Field(default=35.0, ge=0.0, le=90.0)
+    gate: list[str] = Field(
+        default_factory=lambda: ["far_too_small", "far_off_angle"],
+        description="reasons that stop a face's search unless the submission overrides it",
+    )
 
 
 class ImageSettings(BaseModel):
@@ -75,7 +94,7 @@ class SearchSettings(BaseModel):
 class PersonSettings(BaseModel):
     """Persons within an incident (service.domain.persons); calibrated by benchmarks/cctv.py."""
 
-    fusion: str = Field(default="max", pattern="^(max|wmean|hybrid)$", description="max | wmean | hybrid")
+    fusion: str = Field(default="hybrid", pattern="^(max|wmean|hybrid)$", description="max | wmean | hybrid")
     group_threshold: float = Field(
         default=0.35, ge=-1.0, le=1.0, description="average cosine at which two faces of an incident are one person"
     )

@@ -43,6 +43,14 @@ def cctv_still(name: str, number: int, side: int = 100) -> bytes:
     return data.tobytes()
 
 
+def far_too_small_still(name: str, number: int, side: int = 36) -> bytes:
+    """An LFW face shrunk to ``side`` px in a grey 160 px frame: about 6 px between the eyes, below the
+    floor where a search is worthless, so the gate stops it (PNG bytes)."""
+    frame = Image.new("RGB", (160, 160), (128, 128, 128))
+    frame.paste(lfw_rgb(name, number).resize((side, side), Image.Resampling.LANCZOS), (62, 62))
+    return encode(frame, "PNG")
+
+
 def lfw_rgb(name: str, number: int) -> Image.Image:
     return Image.open(lfw_path(name, number)).convert("RGB")
 

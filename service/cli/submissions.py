@@ -123,7 +123,8 @@ def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut]) ->
     sys.stdout.write(f"{file_name}  [{status}]  {len(faces)} face(s)\n")
     for face in faces:
         quality = face.quality
-        verdict = "usable" if quality.usable else "poor: " + ", ".join(quality.reasons)
+        flags = f" ({', '.join(quality.reasons)})" if quality.reasons else ""
+        verdict = f"usable{flags}" if quality.usable else "poor: " + ", ".join(quality.reasons)
         searched = "searched" if face.searched else "not searched"
         sys.stdout.write(f"  face {face.face_index}: quality {quality.score:.2f} ({verdict}); {searched}\n")
         for c in face.candidates[:10]:

@@ -87,12 +87,20 @@ class CustodyImage(Base):
 
 
 class FaceTemplate(Base):
-    """One gallery embedding; its id is the key in the FAISS index."""
+    """One gallery embedding; its id is the key in the FAISS index.
+
+    A ``view`` template is the face of one custody image. A record with several views also has one
+    ``fused`` template (no image of its own): the normalised mean of its views, kept in step with
+    them; the subject scores at its best template, view or fused (benchmarks/cctv.py).
+    """
 
     __tablename__ = "face_templates"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"), index=True)
-    custody_image_id: Mapped[int] = mapped_column(ForeignKey("custody_images.id", ondelete="CASCADE"), index=True)
+    custody_image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("custody_images.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), default="view")  # service.domain.views: view | fused
     pack_id: Mapped[str] = mapped_column(String(64), index=True)
     dim: Mapped[int] = mapped_column(Integer)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)

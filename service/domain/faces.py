@@ -27,9 +27,14 @@ class DetectedFace:
 @dataclass(frozen=True, slots=True)
 class QualityVerdict:
     score: float  # [0, 1]
-    usable: bool
-    reasons: tuple[str, ...]
+    usable: bool  # passes the search gate: no reason that makes a search worthless
+    reasons: tuple[str, ...]  # every quality flag, gating or not
     measures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def clear(self) -> bool:
+        """Free of every quality reason: what enrolment asks of a custody image's front view."""
+        return not self.reasons
 
     def to_dict(self) -> dict[str, Any]:
         return {"score": round(self.score, 4), "usable": self.usable, "reasons": list(self.reasons)}

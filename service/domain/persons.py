@@ -76,9 +76,19 @@ def group_faces(faces: list[MemberFace], threshold: float) -> list[list[MemberFa
     return sorted(persons, key=lambda p: p[0].face_id)
 
 
-def fuse(scores: NDArray[np.float64], weights: NDArray[np.float64], rule: Fusion) -> NDArray[np.float64]:
-    """The person's score per subject from its members' (members x subjects) scores."""
-    best: NDArray[np.float64] = scores.max(axis=0)
+def fuse(
+    scores: NDArray[np.float64],
+    weights: NDArray[np.float64],
+    rule: Fusion,
+    usable: NDArray[np.bool_] | None = None,
+) -> NDArray[np.float64]:
+    """The person's score per subject from its members' (members x subjects) scores.
+
+    The best face (``max``, and ``hybrid``'s leading half) is taken among the faces the gate lets
+    through when there is one (``usable``): a face it stops adds evidence to the weighted mean only.
+    """
+    leading = scores if usable is None or not usable.any() else scores[usable]
+    best: NDArray[np.float64] = leading.max(axis=0)
     if rule is Fusion.MAX:
         return best
     w = np.maximum(weights, 1e-9)

@@ -17,6 +17,9 @@ NAMED_VIEWS = (FRONT, "left", "right", "left_profile", "right_profile")
 TURNED_YAW_DEG = 25.0
 PROFILE_YAW_DEG = 60.0
 MAX_VIEW_LENGTH = 64
+# The kinds of gallery template: one per view, and a record's fused template (its views' mean).
+VIEW_TEMPLATE = "view"
+FUSED_TEMPLATE = "fused"
 
 
 def normalise_view(text: str | None) -> str | None:

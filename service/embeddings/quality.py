@@ -1,4 +1,4 @@
-"""Per-face quality: a score in [0, 1], named reasons, and a usable/poor verdict (R9)."""
+"""Per-face quality: a score in [0, 1], named reasons, and the gate's verdict: searched or not (R9)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ LOW_DETECTOR_SCORE = "low_detector_score"
 UNDEREXPOSED = "underexposed"
 OVEREXPOSED = "overexposed"
 LOW_QUALITY_SCORE = "low_quality_score"
+# Beyond these a search is worthless (the gate's default reasons, service.config.QualitySettings).
+FAR_TOO_SMALL = "far_too_small"
+FAR_OFF_ANGLE = "far_off_angle"
 
 # (nose - eye line) / (mouth line - eye line) for a frontal face: the median over LFW faces of
 # the detector's landmarks (the ArcFace template's own ratio, 0.495, reads 11 degrees low).
@@ -103,6 +106,10 @@ class QualityAssessor:
             reasons.append(UNDEREXPOSED)
         if brightness > cfg.max_brightness:
             reasons.append(OVEREXPOSED)
+        if inter_eye < cfg.search_min_inter_eye_px:
+            reasons.append(FAR_TOO_SMALL)
+        if abs(pitch) > cfg.search_max_pitch_deg:
+            reasons.append(FAR_OFF_ANGLE)
 
         factors = (
             _ramp(inter_eye, 0.5 * cfg.min_inter_eye_px, 2.0 * cfg.min_inter_eye_px),
@@ -125,4 +132,5 @@ class QualityAssessor:
             "pitch_deg": pitch,
             "roll_deg": roll,
         }
-        return QualityVerdict(score=score, usable=not reasons, reasons=tuple(reasons), measures=measures)
+        usable = not set(reasons) & set(cfg.gate)
+        return QualityVerdict(score=score, usable=usable, reasons=tuple(reasons), measures=measures)

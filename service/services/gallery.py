@@ -21,7 +21,14 @@ from service.domain.events import TemplateEnrolled
 from service.domain.faces import FaceRecord
 from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Principal
-from service.domain.views import FRONT, is_front, normalise_view, view_from_yaw
+from service.domain.views import (
+    FRONT,
+    FUSED_TEMPLATE,
+    VIEW_TEMPLATE,
+    is_front,
+    normalise_view,
+    view_from_yaw,
+)
 from service.embeddings.pipeline import FacePipeline
 from service.embeddings.quality import LOW_QUALITY_SCORE, OFF_ANGLE
 from service.errors import InvalidRequest, NotFound, ServiceError
@@ -54,8 +61,8 @@ TURNED_VIEW_REASONS = frozenset({OFF_ANGLE, LOW_QUALITY_SCORE})
 
 
 def is_turned_face(face: FaceRecord) -> bool:
-    """A face the gate refuses only for its pose: acceptable as a turned view of a record."""
-    return not face.quality.usable and set(face.quality.reasons) <= TURNED_VIEW_REASONS
+    """A face flagged only for its pose: acceptable as a turned view of a record."""
+    return not face.quality.clear and set(face.quality.reasons) <= TURNED_VIEW_REASONS
 
 
 def choose_custody_face(
@@ -73,7 +80,7 @@ def choose_custody_face(
     def area(f: FaceRecord) -> float:
         return f.face.box[2] * f.face.box[3]
 
-    usable = sorted((f for f in faces if f.quality.usable or (turned_ok and is_turned_face(f))), key=area, reverse=True)
+    usable = sorted((f for f in faces if f.quality.clear or (turned_ok and is_turned_face(f))), key=area, reverse=True)
     if not usable:
         largest = max(faces, key=area)
         reasons = largest.quality.reasons
@@ -194,6 +201,39 @@ class GalleryIndexHolder:
             return self.index.search(queries, k)
 
 
+def refresh_fused_template(
+    session: Session, subject_id: int, pack_id: str
+) -> tuple[list[int], list[tuple[int, NDArray[np.float32]]]]:
+    """Replace the subject's fused template by the normalised mean of its view templates (none for
+    a single view); returns the template ids removed and the (id, embedding) added."""
+    rows = session.execute(
+        select(FaceTemplate.id, FaceTemplate.kind, FaceTemplate.embedding).where(
+            FaceTemplate.subject_id == subject_id, FaceTemplate.pack_id == pack_id
+        )
+    ).all()
+    removed = [int(i) for i, kind, _ in rows if kind == FUSED_TEMPLATE]
+    if removed:
+        session.execute(delete(FaceTemplate).where(FaceTemplate.id.in_(removed)))
+    views = [embedding_from_bytes(blob) for _, kind, blob in rows if kind == VIEW_TEMPLATE]
+    if len(views) < 2:
+        return removed, []
+    mean = np.mean(np.stack(views), axis=0)
+    fused_embedding = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    fused = FaceTemplate(
+        subject_id=subject_id,
+        custody_image_id=None,
+        kind=FUSED_TEMPLATE,
+        pack_id=pack_id,
+        dim=int(fused_embedding.shape[0]),
+        embedding=embedding_to_bytes(fused_embedding),
+        quality_score=1.0,
+        box=[],
+    )
+    session.add(fused)
+    session.flush()
+    return removed, [(int(fused.id), fused_embedding)]
+
+
 def bump_version(session: Session, pack_id: str) -> int:
     state = session.get(GalleryState, pack_id, with_for_update=True)
     if state is None:
@@ -272,7 +312,7 @@ class GalleryService:
             return EnrolOutcome(
                 "rejected", reference, file_name, reason_code=code, reason=message, quality_reasons=reasons
             )
-        turned = not choice.quality.usable
+        turned = not choice.quality.clear
         label = given or (view_from_yaw(choice.quality.measures.get("yaw_deg", 0.0)) if turned else FRONT)
         if turned and is_front(label):
             label = "tilted"  # off the frontal pose by its pitch, not its yaw
@@ -328,6 +368,7 @@ class GalleryService:
             )
             session.add(template)
             session.flush()
+            removed, fused = refresh_fused_template(session, int(subject.id), choice.pack_id)
             version = bump_version(session, choice.pack_id)
             subject_id, template_id = int(subject.id), int(template.id)
             audit.append(
@@ -342,8 +383,12 @@ class GalleryService:
                 quality=round(choice.quality.score, 3),
                 view=label,
             )
+        added = [(template_id, choice.embedding), *fused]
         self.holder.applied(
-            version, add=(np.array([template_id], np.int64), choice.embedding[None, :]), save=save_index
+            version,
+            add=(np.array([i for i, _ in added], np.int64), np.stack([e for _, e in added])),
+            remove=np.array(removed, np.int64),
+            save=save_index,
         )
         event = TemplateEnrolled(subject_id, template_id, choice.pack_id, choice.embedding, actor)
         for handler in self.on_enrolled:

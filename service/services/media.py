@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.image_store import ImageStore
 from service.db.models import Candidate, CustodyImage, FaceTemplate, ProbeFace, ProbeImage
 from service.domain.roles import Principal
+from service.domain.views import FRONT
 from service.errors import NotFound
 from service.services import audit
 from service.services.submissions import Decoder, visible_submission
@@ -96,17 +97,20 @@ class MediaService:
         return Media(encoded.tobytes(), "image/jpeg")
 
     def candidate_image(self, actor: Principal, candidate_id: int) -> Media:
-        """The custody image behind a candidate: its template's image, else the subject's first."""
+        """The custody image behind a candidate: its template's image, else (a fused template, or one
+        deleted) the subject's front view."""
         with self.factory() as session, session.begin():
             candidate = session.get(Candidate, candidate_id)
             if candidate is None:
                 raise NotFound(f"candidate {candidate_id} not found")
             query = (
-                select(CustodyImage).where(CustodyImage.subject_id == candidate.subject_id).order_by(CustodyImage.id)
+                select(CustodyImage)
+                .where(CustodyImage.subject_id == candidate.subject_id)
+                .order_by(CustodyImage.view != FRONT, CustodyImage.id)
             )
             if candidate.template_id is not None:
                 template = session.get(FaceTemplate, candidate.template_id)
-                if template is not None:
+                if template is not None and template.custody_image_id is not None:
                     query = select(CustodyImage).where(CustodyImage.id == template.custody_image_id)
             custody = session.scalars(query).first()
             if custody is None:

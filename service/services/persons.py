@@ -187,7 +187,7 @@ class PersonBuilder:
             return []
         scores, _ = self.searcher.subject_scores(queries, subjects)
         weights = np.array([evidence_weight(f.quality_score, f.usable) for f in person])
-        fused = fuse(scores, weights, self.fusion)
+        fused = fuse(scores, weights, self.fusion, np.array([f.usable for f in person]))
         order = np.argsort(-fused, kind="stable")[: self.top_k]
         return [
             PersonHit(

@@ -278,6 +278,17 @@ def _image_fields(image: ProbeImage) -> dict[str, Any]:
     }
 
 
+def _review_info(row: ProbeFace | ProbePerson) -> ReviewInfo:
+    """Where a face's or a person's review stands (both carry the same review columns)."""
+    return ReviewInfo(
+        state=row.review_state,
+        version=row.review_version,
+        outcome=row.review_outcome,
+        candidate_id=row.review_candidate_id,
+        first_reviewer=row.first_reviewer,
+    )
+
+
 def _person(person: ProbePerson) -> PersonOut:
     return PersonOut(
         id=person.id,
@@ -286,13 +297,7 @@ def _person(person: ProbePerson) -> PersonOut:
         searched=person.searched,
         fusion=person.fusion,
         threshold=person.threshold,
-        review=ReviewInfo(
-            state=person.review_state,
-            version=person.review_version,
-            outcome=person.review_outcome,
-            candidate_id=person.review_candidate_id,
-            first_reviewer=person.first_reviewer,
-        ),
+        review=_review_info(person),
         candidates=[
             PersonCandidateOut(
                 id=c.id,
@@ -320,13 +325,7 @@ def _stored_face(face: ProbeFace) -> StoredFaceOut:
         searched=face.searched,
         poor_face_override=face.poor_face_override,
         threshold=face.threshold,
-        review=ReviewInfo(
-            state=face.review_state,
-            version=face.review_version,
-            outcome=face.review_outcome,
-            candidate_id=face.review_candidate_id,
-            first_reviewer=face.first_reviewer,
-        ),
+        review=_review_info(face),
         candidates=[
             CandidateOut(
                 id=c.id,

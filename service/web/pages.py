@@ -212,7 +212,8 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
 def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     results = rt.submissions.results(principal, submission_id)
-    return render(request, "submission.html", s=results, images=results.images)
+    several = [p for p in results.persons if len(p.faces) > 1]  # a person of one is its face
+    return render(request, "submission.html", s=results, images=results.images, persons=several)
 
 
 @router.get("/ui/submissions/{submission_id}/report", response_class=HTMLResponse)

@@ -41,7 +41,8 @@ def test_deleted_subject_disappears_at_once_and_after_restart(
     with TestClient(create_app(runtime=runtime), headers=auth(tokens, "adam")) as client:
         response = client.delete(f"/gallery/subjects/{subject_id}")
         assert response.status_code == 200, response.text
-        assert response.json()["templates"] == 2 and response.json()["files"] == 2
+        assert response.json()["templates"] == 3, "two views and their fused template"
+        assert response.json()["files"] == 2
         assert client.delete(f"/gallery/subjects/{subject_id}").status_code == 404
     assert name not in [ref for ref, _ in top_lists(runtime, query)[0]]
     with runtime.factory() as session:

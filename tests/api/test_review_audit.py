@@ -230,6 +230,7 @@ def endpoint_table() -> list[tuple[str, str, dict[str, Any], set[str]]]:
         ("DELETE", "/gallery/subjects/{subject_id}", {}, {D}),
         ("POST", "/faces/{face_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/faces/{face_id}/decisions", {}, {R, C}),
+        ("POST", "/persons/{person_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/review/queue", {}, {R, C}),
         ("GET", "/probe-images/{image_id}/image", {}, READERS),
         ("GET", "/candidates/{candidate_id}/image", {}, {R, C}),
@@ -271,6 +272,7 @@ def test_every_role_is_refused_what_it_may_not_do(client: TestClient, runtime: R
         "subject_id": 999999,
         "username": "nobody-here",
         "group_id": 999999,
+        "person_id": client.get(f"/submissions/{sid}/results", headers=auth(tokens, "rita")).json()["persons"][0]["id"],
     }
     table = endpoint_table()
     schema = client.get("/openapi.json").json()

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from service.app import create_app
 from service.db.models import Candidate, ProbeFace, ProbeImage, Submission
 from service.runtime import Runtime
-from tests.conftest import encode, lfw_path, lfw_rgb
+from tests.conftest import encode, far_too_small_still, lfw_path, lfw_rgb
 from tests.fixtures import ENROLLED, NOT_ENROLLED, auth
 
 
@@ -115,19 +115,26 @@ def test_one_off_search_returns_candidates(client: TestClient) -> None:
 def test_poor_faces_are_kept_but_not_searched_unless_asked(client: TestClient, runtime: Runtime) -> None:
     from PIL import ImageFilter
 
-    blurred = encode(lfw_rgb("Colin_Powell", 4).filter(ImageFilter.GaussianBlur(3.5)), "JPEG")
-    for override in (False, True):
+    def first_face(name: str, data: bytes, mime: str, override: bool = False) -> dict[str, Any]:
         submission_id = new_submission(client, search_poor_faces=override)
-        response = client.post(
-            f"/submissions/{submission_id}/images", files=[("files", ("blurred.jpg", blurred, "image/jpeg"))]
-        )
+        response = client.post(f"/submissions/{submission_id}/images", files=[("files", (name, data, mime))])
         assert response.status_code == 202
         runtime.worker.run_until_empty()
-        face = client.get(f"/submissions/{submission_id}/results").json()["images"][0]["faces"][0]
-        assert face["quality"]["usable"] is False and "blurred" in face["quality"]["reasons"]
+        face: dict[str, Any] = client.get(f"/submissions/{submission_id}/results").json()["images"][0]["faces"][0]
+        return face
+
+    tiny = far_too_small_still("Colin_Powell", 4)
+    for override in (False, True):
+        face = first_face("tiny.png", tiny, "image/png", override)
+        assert face["quality"]["usable"] is False and "far_too_small" in face["quality"]["reasons"]
         assert face["searched"] is override
         assert face["poor_face_override"] is override
         assert bool(face["candidates"]) is override
+    # A blurred face is flagged, and searched all the same: its person still ranks near the top.
+    blurred = encode(lfw_rgb("Colin_Powell", 4).filter(ImageFilter.GaussianBlur(3.5)), "JPEG")
+    face = first_face("blurred.jpg", blurred, "image/jpeg")
+    assert face["quality"]["usable"] is True and "blurred" in face["quality"]["reasons"]
+    assert face["searched"] is True and face["poor_face_override"] is False and face["candidates"]
 
 
 def test_bad_uploads_get_typed_errors_and_store_nothing(client: TestClient, runtime: Runtime) -> None:

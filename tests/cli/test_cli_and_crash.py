@@ -59,14 +59,19 @@ def link_folder(root: Path, people: dict[str, list[int]]) -> Path:
     return root
 
 
-def test_cli_import_submit_results_search(tmp_path: Path, database: str, settings: Settings) -> None:
-    data_dir = tmp_path / "data"
+def fresh_database(tmp_path: Path, database: str) -> str:
+    """An empty database of the module's kind for a CLI test: PostgreSQL reset, or a new SQLite file."""
     if database.startswith("postgresql"):
         from tests.fixtures import reset_postgres
 
         reset_postgres(database)
-    else:
-        database = f"sqlite:///{tmp_path / 'cli.db'}"
+        return database
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def test_cli_import_submit_results_search(tmp_path: Path, database: str, settings: Settings) -> None:
+    data_dir = tmp_path / "data"
+    database = fresh_database(tmp_path, database)
     gallery = link_folder(tmp_path / "gallery", {"Colin_Powell": [1], "Serena_Williams": [1], "Hugo_Chavez": [1]})
     (gallery / "Nobody").mkdir()
     (gallery / "Nobody" / "notes.jpg").write_bytes(b"not an image")

@@ -46,6 +46,15 @@ def test_fusion_rules() -> None:
     assert fuse(scores, np.array([3.0, 1.0]), Fusion.WEIGHTED_MEAN) == pytest.approx([0.525, 0.25])
 
 
+def test_the_best_face_is_one_the_gate_lets_through() -> None:
+    scores = np.array([[0.3, 0.2], [0.9, 0.1]])  # the second face is gated: its 0.9 may be noise
+    usable = np.array([True, False])
+    weights = np.array([1.0, 0.25])
+    assert fuse(scores, weights, Fusion.MAX, usable).tolist() == [0.3, 0.2]
+    assert fuse(scores, weights, Fusion.HYBRID, usable) == pytest.approx([(0.3 + 0.42) / 2, (0.2 + 0.18) / 2])
+    assert fuse(scores, weights, Fusion.MAX, np.array([False, False])).tolist() == [0.9, 0.2], "none usable: all"
+
+
 def test_a_poor_face_counts_with_a_low_weight() -> None:
     assert evidence_weight(0.8, True) == pytest.approx(0.8)
     assert evidence_weight(0.8, False) == pytest.approx(0.8 * POOR_FACE_WEIGHT)

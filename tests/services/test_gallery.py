@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import func, select
 
 from service.config import Settings
-from service.db.models import Subject
+from service.db.models import FaceTemplate, Subject
+from service.db.vectors import embedding_from_bytes
 from service.embeddings.pipeline import FacePipeline
 from service.errors import PackMismatch
 from service.runtime import Runtime
@@ -86,3 +87,36 @@ def test_another_process_enrolling_is_seen_without_restart(
 def test_search_with_another_pack_is_refused(runtime: Runtime) -> None:
     with pytest.raises(PackMismatch):
         runtime.searcher.search(np.zeros((1, 128), np.float32), "buffalo_l")
+
+
+def test_a_record_holds_several_views_and_a_fused_template_kept_in_step(runtime: Runtime) -> None:
+    turned = lfw_path("Ricardo_Lagos", 5).read_bytes()  # yaw about -55 degrees: refused as a front view
+    alone = runtime.gallery.enrol(OPERATOR, "MK-1", turned, "mk10.jpg")
+    assert alone.status == "rejected" and alone.reason_code == "no_front_view"
+    as_front = runtime.gallery.enrol(OPERATOR, "MK-1", turned, "mk10.jpg", view="front")
+    assert as_front.status == "rejected" and as_front.reason_code == "poor_quality"
+    front = runtime.gallery.enrol(OPERATOR, "MK-1", lfw_path("Ricardo_Lagos", 1).read_bytes(), "mk1.jpg")
+    assert front.status == "enrolled" and front.view == "front"
+    profile = runtime.gallery.enrol(OPERATOR, "MK-1", turned, "mk10.jpg")
+    assert profile.status == "enrolled" and profile.view == "left", "an unnamed view is read from its yaw"
+    named = runtime.gallery.enrol(
+        OPERATOR, "MK-1", lfw_path("Ricardo_Lagos", 2).read_bytes(), "mk2.jpg", view="Three Quarter"
+    )
+    assert named.status == "enrolled" and named.view == "three_quarter", "free text, tidied"
+    record = runtime.gallery.subject(int(front.subject_id or 0))
+    assert record.views == ["front", "left", "three_quarter"] and record.templates == 4
+    with runtime.factory() as session:
+        templates = session.scalars(select(FaceTemplate).where(FaceTemplate.subject_id == front.subject_id)).all()
+    views = [embedding_from_bytes(t.embedding) for t in templates if t.kind == "view"]
+    [fused] = [t for t in templates if t.kind == "fused"]
+    mean = np.mean(views, axis=0)
+    assert fused.custody_image_id is None
+    assert np.allclose(embedding_from_bytes(fused.embedding), mean / np.linalg.norm(mean), atol=1e-6)
+    held = {int(i) for i in runtime.holder.index.ids()}
+    assert {t.id for t in templates} <= held, "every view and the fused template are in the index"
+    # The subject is listed once per search, at its best template.
+    probe = runtime.pipeline.analyse_bytes(lfw_path("Ricardo_Lagos", 3).read_bytes()).faces[0].embedding
+    hits = runtime.searcher.search(probe[None, :], runtime.pipeline.pack_id)[0]
+    assert [h.custody_reference for h in hits].count("MK-1") == 1 and hits[0].custody_reference == "MK-1"
+    runtime.gallery.delete_subject(OPERATOR, int(front.subject_id or 0), "test")
+    assert not {t.id for t in templates} & {int(i) for i in runtime.holder.index.ids()}

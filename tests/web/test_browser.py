@@ -36,7 +36,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("RFR_SCREENSHOT_DIR", PROJECT_ROOT / "test-output" / "screenshots"))
 PASSWORD = "correct horse battery staple"
 GALLERY = ["Colin_Powell", "Serena_Williams", "Hugo_Chavez", "Ariel_Sharon", "Laura_Bush", "Al_Gore"]
-STILLS = [("Colin_Powell", 2), ("Serena_Williams", 3), ("John_Ashcroft", 1)]
+STILLS = [("Colin_Powell", 2), ("Serena_Williams", 3), ("John_Ashcroft", 1), ("Colin_Powell", 3)]
 
 
 def free_port() -> int:
@@ -138,6 +138,9 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     page.wait_for_load_state("networkidle")
     assert page.locator("svg rect").count() >= 3, "faces are boxed on each still"
     assert "Acme Stores" in page.content()
+    persons = page.locator("ol.persons li")
+    assert persons.count() == 1 and "2 faces" in persons.first.inner_text(), "one man in two stills of the incident"
+    assert "Colin_Powell" in persons.first.inner_text()
     shot(page, "03-submission-processed")
     # The analyst may not open the audit trail or the review queue.
     response = page.goto("/ui/audit")
@@ -202,7 +205,7 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
         row.locator("th").inner_text(): int(row.locator("td").inner_text())
         for row in page.locator("table.figures tr").all()
     }
-    assert figures["Images supplied"] == 3 and figures["Confirmed matches"] == 1
+    assert figures["Images supplied"] == len(STILLS) and figures["Confirmed matches"] == 1
     assert figures["Distinct subjects confirmed"] == 1 and figures["Possible matches"] == 1
     assert page.locator("svg.chart rect").count() == 8
     shot(page, "11-report")

@@ -36,7 +36,7 @@ class AutoLinker:
             (face_id, outcome.record.embedding)
             for face_id, outcome in faces
             if outcome.searched
-            and outcome.record.quality.usable
+            and outcome.record.quality.usable  # as benchmarks/linking.py measured it
             and outcome.record.pack_id == self.held.pack_id
             and not any(c.above_threshold for c in outcome.candidates)
         ]

@@ -1,4 +1,4 @@
-"""persons within an incident; views of a custody record
+"""persons within an incident; views of a custody record and their fused template
 
 Revision ID: 0004
 Revises: 0003
@@ -19,6 +19,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("custody_images", schema=None) as batch_op:
         batch_op.add_column(sa.Column("view", sa.String(length=64), nullable=False, server_default="front"))
+    with op.batch_alter_table("face_templates", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("kind", sa.String(length=16), nullable=False, server_default="view"))
+        batch_op.alter_column("custody_image_id", existing_type=sa.Integer(), nullable=True)
 
     op.create_table(
         "probe_persons",
@@ -108,5 +111,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_probe_persons_review_state"))
         batch_op.drop_index(batch_op.f("ix_probe_persons_submission_id"))
     op.drop_table("probe_persons")
+    op.execute("DELETE FROM face_templates WHERE kind = 'fused'")
+    with op.batch_alter_table("face_templates", schema=None) as batch_op:
+        batch_op.alter_column("custody_image_id", existing_type=sa.Integer(), nullable=False)
+        batch_op.drop_column("kind")
     with op.batch_alter_table("custody_images", schema=None) as batch_op:
         batch_op.drop_column("view")
