@@ -518,6 +518,8 @@ def evaluate(
     scores = subject_scores(gallery, embs, view_rule)
     everything = rank_queries(scores, mates, found)
     gated = rank_queries(scores, mates, found & usable)
+    clear = np.array([r["found"] and not r["reasons"] for r in rows])
+    strict = rank_queries(scores, mates, found & clear)  # the gate before: every flagged face held back
     frame_threshold = threshold_for(everything.top[~everything.enrolled & found], 0.01)
     out: dict[str, Any] = {
         "gallery_subjects": len(gallery.people),
@@ -528,6 +530,7 @@ def evaluate(
         "threshold": threshold,
         "frames_all": rates(everything, threshold),
         "frames_gated": rates(gated, threshold),
+        "frames_strict_gate": rates(strict, threshold),
         "frame_threshold_fpir1": round(frame_threshold, 4),
     }
     # Persons: the incident's searched faces fused into one candidate list.
@@ -620,6 +623,49 @@ def gate_report(rows: list[dict[str, Any]], r: Ranked, gallery_size: int) -> dic
     return {"chance_median_rank": chance, "by_reason": by_reason, "by_measure": bins}
 
 
+GROUP_THRESHOLDS = (0.25, 0.3, 0.35, 0.4)
+
+
+def grouping_report(
+    proto: Protocol, results: dict[str, dict[str, Any]], condition: str, config: str, pairs: int = 400
+) -> list[dict[str, Any]]:
+    """How the service groups an incident's faces into persons (``group_faces``), per threshold: two
+    incidents of different people are pooled as one; how often faces of the two end up in one person
+    (a reviewer deciding on it would decide for both), and what share of a person's own faces its
+    largest person holds."""
+    from service.domain.persons import MemberFace, group_faces
+
+    rng = np.random.default_rng(len(condition))
+    faces_of = [
+        [e for e in (embedding(results[k], config) for k in incident.keys) if e is not None]
+        for incident in proto.incidents[condition]
+    ]
+    faces_of = [f for f in faces_of if f]
+    draws = [rng.choice(len(faces_of), 2, replace=False) for _ in range(pairs)]
+    report = []
+    for threshold in GROUP_THRESHOLDS:
+        merged, share = 0, []
+        for i, j in draws:
+            members = [
+                MemberFace(100 * side + k, 100 * side + k, e, 0.5, True)
+                for side, faces in ((1, faces_of[i]), (2, faces_of[j]))
+                for k, e in enumerate(faces)
+            ]
+            persons = group_faces(members, threshold)
+            merged += any(len({f.face_id // 100 for f in p}) > 1 for p in persons)
+            own = [p for p in persons if all(f.face_id // 100 == 1 for f in p)]
+            share.append(max((len(p) for p in own), default=0) / len(faces_of[i]))
+        report.append(
+            {
+                "threshold": threshold,
+                "pooled_incidents": pairs,
+                "two_people_in_one_person": merged,
+                "largest_person_share": round(float(np.mean(share)), 3),
+            }
+        )
+    return report
+
+
 def read_sex(path: Path) -> dict[str, str]:
     sex: dict[str, str] = {}
     if path.is_file():
@@ -646,7 +692,9 @@ def markdown(payload: dict[str, Any]) -> str:
         f"Commit `{str(st.get('git_commit'))[:12]}`{dirty}, {st.get('date_utc')}, {st.get('processor')}; "
         f"seed {payload['seed']}; "
         f"pack threshold {payload['threshold']}. Rank-1 over every still of the incidents (enrolled people), "
-        "strangers counted over stills or persons of held-out people.",
+        "strangers counted over stills or persons of held-out people. *Gate on*: only the faces the gate "
+        "lets through are searched; *strict gate*: only faces free of every quality reason (the gate before "
+        "its calibration).",
         "",
     ]
     for condition, per_config in payload["conditions"].items():
@@ -654,14 +702,14 @@ def markdown(payload: dict[str, Any]) -> str:
             f"## {condition}",
             "",
             "| levers | faces found | usable | rank-1 (poor searched) | rank-10 | rank-1 (gate on) | "
-            "rank-1 above thr. | strangers' stills above thr. |",
-            "|---|---|---|---|---|---|---|---|",
+            "rank-1 (strict gate) | rank-1 above thr. | strangers' stills above thr. |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for config, res in per_config.items():
-            a, g = res["frames_all"], res["frames_gated"]
+            a, g, strict = res["frames_all"], res["frames_gated"], res["frames_strict_gate"]
             lines.append(
                 f"| {config} | {res['faces_found']}/{res['frames']} | {res['faces_usable']} | {_pct(a['rank1'])} | "
-                f"{_pct(a['rank10'])} | {_pct(g['rank1'])} | {_pct(a['rank1_above'])} | "
+                f"{_pct(a['rank10'])} | {_pct(g['rank1'])} | {_pct(strict['rank1'])} | {_pct(a['rank1_above'])} | "
                 f"{a['strangers_above']} of {a['strangers']} |"
             )
         lines += [
@@ -714,6 +762,24 @@ def markdown(payload: dict[str, Any]) -> str:
         for reason, s in gate["report"]["by_reason"].items():
             if s["n"]:
                 lines.append(f"| {reason} | {s['n']} | {_pct(s['rank1'])} | {_pct(s['rank10'])} | {s['median_rank']} |")
+        lines.append("")
+    grouping = payload.get("grouping")
+    if grouping:
+        lines += [
+            f"## Grouping an incident's faces into persons (the service's threshold: {payload['group_threshold']})",
+            "",
+            "Two incidents of different people pooled as one incident: how often a person holds faces of both, "
+            "and the share of the first person's faces that its largest person holds.",
+            "",
+            "| condition | threshold | two people in one person | largest person's share |",
+            "|---|---|---|---|",
+        ]
+        for condition, rows in grouping.items():
+            for r in rows:
+                lines.append(
+                    f"| {condition} | {r['threshold']} | {r['two_people_in_one_person']} of {r['pooled_incidents']} | "
+                    f"{_pct(r['largest_person_share'])} |"
+                )
         lines.append("")
     sex = payload.get("by_sex")
     if sex:
@@ -813,6 +879,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         },
         "gate": {"condition": hardest, "config": best, "report": main_result["gate"]},
+        "grouping": {c: grouping_report(proto, results, c, best) for c in args.conditions},
+        "group_threshold": settings.persons.group_threshold,
         "by_sex": {
             "condition": hardest,
             "config": best,

@@ -42,14 +42,15 @@ class DetectionSettings(BaseModel):
     # Border added around the frame, as a fraction of its long side, so a face filling it is found.
     pad_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
     # Re-locate the detector's landmarks with the pack's landmark network, if it has one
-    # (CenterFace for yunet_sface: +6.8 points rank-1 on CCTV-like stills, benchmarks/results/cctv.md).
+    # (CenterFace for yunet_sface: +6.2 points rank-1 on CCTV-like stills for 1.22x the end-to-end
+    # time: benchmarks/results/cctv_yunet_sface.md, throughput_levers.json).
     refine_landmarks: bool = True
 
 
 class RecognitionSettings(BaseModel):
-    # Embed each aligned face and its mirror image, and keep their normalised sum: +1.3 points rank-1
-    # on CCTV-like stills (benchmarks/results/cctv_yunet_sface.md) for 1.6x the embedding time, which
-    # would take end-to-end throughput below 3x the dlib peer's; off unless throughput allows.
+    # Embed each aligned face and its mirror image, and keep their normalised sum: +1.1-1.7 points
+    # rank-1 on CCTV-like stills (benchmarks/results/cctv_yunet_sface.md) for 1.6x the end-to-end
+    # time, which would take throughput below 3x the dlib peer's; off unless throughput allows.
     flip: bool = False
 
 
