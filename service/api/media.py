@@ -39,3 +39,11 @@ def candidate_image(
 ) -> Response:
     """The custody image behind a candidate (its template's image; the view is audited)."""
     return image_response(rt.media.candidate_image(actor, candidate_id))
+
+
+@router.get("/person-candidates/{candidate_id}/image", response_class=Response)
+def person_candidate_image(
+    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.REVIEW, P.CONFIRM)], candidate_id: int
+) -> Response:
+    """The front view of the subject a person's candidate names (the view is audited)."""
+    return image_response(rt.media.person_candidate_image(actor, candidate_id))

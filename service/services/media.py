@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.image_store import ImageStore
-from service.db.models import Candidate, CustodyImage, FaceTemplate, ProbeFace, ProbeImage
+from service.db.models import Candidate, CustodyImage, FaceTemplate, PersonCandidate, ProbeFace, ProbeImage
 from service.domain.roles import Principal
 from service.domain.views import FRONT
 from service.errors import NotFound
@@ -46,6 +46,16 @@ class Media:
     @classmethod
     def of(cls, data: bytes) -> Media:
         return cls(data, media_type(data))
+
+
+def _front_view(session: Session, subject_id: int) -> CustodyImage | None:
+    """The subject's first front view (its first image if it has none)."""
+    return session.scalars(
+        select(CustodyImage)
+        .where(CustodyImage.subject_id == subject_id)
+        .order_by(CustodyImage.view != FRONT, CustodyImage.id)
+        .limit(1)
+    ).first()
 
 
 class MediaService:
@@ -103,16 +113,12 @@ class MediaService:
             candidate = session.get(Candidate, candidate_id)
             if candidate is None:
                 raise NotFound(f"candidate {candidate_id} not found")
-            query = (
-                select(CustodyImage)
-                .where(CustodyImage.subject_id == candidate.subject_id)
-                .order_by(CustodyImage.view != FRONT, CustodyImage.id)
-            )
+            custody = None
             if candidate.template_id is not None:
                 template = session.get(FaceTemplate, candidate.template_id)
                 if template is not None and template.custody_image_id is not None:
-                    query = select(CustodyImage).where(CustodyImage.id == template.custody_image_id)
-            custody = session.scalars(query).first()
+                    custody = session.get(CustodyImage, template.custody_image_id)
+            custody = custody or _front_view(session, candidate.subject_id)
             if custody is None:
                 raise NotFound(f"candidate {candidate_id} has no custody image")
             audit.append(
@@ -123,6 +129,26 @@ class MediaService:
                 candidate_id,
                 subject_id=candidate.subject_id,
                 probe_face_id=candidate.probe_face_id,
+            )
+            return Media.of(self.store.get(custody.sha256))
+
+    def person_candidate_image(self, actor: Principal, candidate_id: int) -> Media:
+        """The front view of the subject a person's candidate names (the view is audited)."""
+        with self.factory() as session, session.begin():
+            candidate = session.get(PersonCandidate, candidate_id)
+            if candidate is None:
+                raise NotFound(f"person candidate {candidate_id} not found")
+            custody = _front_view(session, candidate.subject_id)
+            if custody is None:
+                raise NotFound(f"person candidate {candidate_id} has no custody image")
+            audit.append(
+                session,
+                actor,
+                "candidate_image_viewed",
+                "person_candidate",
+                candidate_id,
+                subject_id=candidate.subject_id,
+                person_id=candidate.person_id,
             )
             return Media.of(self.store.get(custody.sha256))
 

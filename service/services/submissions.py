@@ -261,6 +261,14 @@ class SubmissionService:
                 raise NotFound(f"probe face {face_id} not found")
             return int(visible_submission(session, actor, image.submission_id).id)
 
+    def submission_of_person(self, actor: Principal, person_id: int) -> int:
+        """The id of the submission a person of an incident belongs to, if ``actor`` may see it (404 otherwise)."""
+        with read_session(self.factory) as session:
+            person = session.get(ProbePerson, person_id)
+            if person is None:
+                raise NotFound(f"person {person_id} not found")
+            return int(visible_submission(session, actor, person.submission_id).id)
+
 
 def _image_fields(image: ProbeImage) -> dict[str, Any]:
     """A probe image's status and provenance (R8)."""

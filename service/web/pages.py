@@ -272,26 +272,29 @@ def review_face_page(
     )
 
 
+def _decision(form: dict[str, Any]) -> tuple[str, str | None, int | None, str, int | None]:
+    """A decision form's action, outcome, candidate id (for a possible match), note and expected version."""
+    action, _, outcome = _text(form, "action").partition(":")
+    candidate = _text(form, "candidate_id")
+    version = _text(form, "expected_version")
+    return (
+        action,
+        outcome or None,
+        int(candidate) if outcome == "possible_match" and candidate.isdigit() else None,
+        _text(form, "note"),
+        int(version) if version.isdigit() else None,
+    )
+
+
 @router.post("/ui/review/faces/{face_id}/decide")
 async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
     need(principal, "review", "confirm")
     form = await check_csrf(request)
-    action, _, outcome = _text(form, "action").partition(":")
     state = _text(form, "state") or "unreviewed"
-    candidate = _text(form, "candidate_id")
-    version = _text(form, "expected_version")
 
     def decide_then_next() -> int | None:
         before = [item.face_id for item in rt.review.queue(state, 1000)]
-        rt.review.decide(
-            principal,
-            face_id,
-            action,
-            outcome or None,
-            int(candidate) if outcome == "possible_match" and candidate.isdigit() else None,
-            _text(form, "note"),
-            int(version) if version.isdigit() else None,
-        )
+        rt.review.decide(principal, face_id, *_decision(form))
         later = before[before.index(face_id) + 1 :] if face_id in before else before
         remaining = {item.face_id for item in rt.review.queue(state, 1000)}
         return next((f for f in later if f in remaining), None)
@@ -299,6 +302,28 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
     upcoming = await run_in_threadpool(decide_then_next)
     target = f"/ui/review/faces/{upcoming}?state={state}" if upcoming else f"/ui/review?state={state}"
     return RedirectResponse(target, status_code=303)
+
+
+@router.get("/ui/review/persons/{person_id}", response_class=HTMLResponse)
+def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: int) -> HTMLResponse:
+    """A person of an incident: every member face beside the person's fused candidates, one decision."""
+    need(principal, "review", "confirm")
+    submission_id = rt.submissions.submission_of_person(principal, person_id)
+    results = rt.submissions.results(principal, submission_id)
+    person = next(p for p in results.persons if p.id == person_id)
+    members = [(image, face) for image in results.images for face in image.faces if face.id in person.faces]
+    chosen = next((c for c in person.candidates if c.id == person.review.candidate_id), None)
+    return render(
+        request, "review_person.html", submission_id=submission_id, person=person, members=members, chosen=chosen
+    )
+
+
+@router.post("/ui/review/persons/{person_id}/decide")
+async def decide_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: int) -> Response:
+    need(principal, "review", "confirm")
+    form = await check_csrf(request)
+    await run_in_threadpool(rt.review.decide_person, principal, person_id, *_decision(form))
+    return RedirectResponse(f"/ui/review/persons/{person_id}", status_code=303)
 
 
 @router.get("/ui/faces/{face_id}/crop")

@@ -234,6 +234,7 @@ def endpoint_table() -> list[tuple[str, str, dict[str, Any], set[str]]]:
         ("GET", "/review/queue", {}, {R, C}),
         ("GET", "/probe-images/{image_id}/image", {}, READERS),
         ("GET", "/candidates/{candidate_id}/image", {}, {R, C}),
+        ("GET", "/person-candidates/{candidate_id}/image", {}, {R, C}),
         ("GET", "/audit", {}, {U}),
         ("GET", "/audit/verify", {}, {U}),
         ("GET", "/audit/export", {"params": {"recipient": "regulator"}}, {U}),

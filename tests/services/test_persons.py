@@ -164,6 +164,11 @@ def test_a_person_is_reviewed_as_one_unit_and_its_confirmed_match_confirms_every
     with runtime.factory() as session:
         matched = {face.id for face, *_ in session.execute(confirmed_matches(submission_id=submission_id)).all()}
     assert matched == set(person.faces)
+    shown = runtime.media.person_candidate_image(REVIEWER, top.id)
+    assert shown.media_type == "image/jpeg" and shown.data == lfw_bytes("Serena_Williams", 1), "the front view"
+    with runtime.factory() as session:
+        viewed = session.scalars(select(AuditEvent).where(AuditEvent.object_type == "person_candidate")).all()
+        assert [e.object_id for e in viewed][-1:] == [str(top.id)] and viewed[-1].actor == REVIEWER.username
     with pytest.raises(InvalidRequest):
         runtime.review.decide_person(CONFIRMER, person.id, "reopen", candidate_id=top.id)
     with pytest.raises(NotFound):

@@ -251,3 +251,46 @@ def test_images_need_a_signed_in_user_and_are_never_cached(server: str, browser:
     listing = page.goto("/ui/submissions")
     assert listing is not None and "no-store" in listing.headers["cache-control"]
     page.context.close()
+
+
+def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, browser: Browser) -> None:
+    page = open_page(browser, server)
+    sign_in(page, "ana")
+    page.goto("/ui/submissions")
+    page.fill("input[name=case_reference]", "OP-LANTERN-3")
+    page.fill("input[name=purpose]", "identify a repeat shop theft suspect")
+    page.fill("input[name=incident_reference]", "INC-2026-204")
+    page.set_input_files("input[name=files]", [str(lfw_path("Serena_Williams", n)) for n in (2, 4)])
+    page.click("text=Create sprint and upload")
+    submission_url = page.url
+    page.wait_for_selector("#status:text('complete')", timeout=120_000)
+    page.context.close()
+
+    # The reviewer opens the person from the submission: both faces beside the fused candidates.
+    page = open_page(browser, server)
+    sign_in(page, "rita")
+    page.goto(submission_url)
+    with page.expect_navigation():
+        page.locator("a.review-person").first.click()
+    assert "/ui/review/persons/" in page.url
+    person_url = page.url
+    assert page.locator("ol.member-faces li").count() == 2
+    assert "Serena_Williams" in page.locator("li.cand").first.inner_text()
+    shot(page, "13-review-person")
+    with page.expect_navigation():
+        page.keyboard.press("p")
+    assert "awaiting confirmation" in page.locator("h1").inner_text()
+    page.context.close()
+
+    # A different person confirms it; the decision is on both faces.
+    page = open_page(browser, server)
+    sign_in(page, "cora")
+    page.goto(person_url)
+    assert "possible match by rita" in page.locator(".first-decision").inner_text()
+    with page.expect_navigation():
+        page.keyboard.press("c")
+    assert "confirmed" in page.locator("h1").inner_text()
+    faces = page.locator("ol.member-faces li")
+    assert all("review: confirmed" in faces.nth(i).inner_text() for i in range(faces.count()))
+    shot(page, "14-person-confirmed")
+    page.context.close()
