@@ -40,5 +40,16 @@ def view_from_yaw(yaw_deg: float) -> str:
     return f"{side}_profile" if abs(yaw_deg) >= PROFILE_YAW_DEG else side
 
 
+def label_view(given: str | None, turned: bool, yaw_deg: float) -> str:
+    """The view an enrolled image is: as named, else ``front`` for a face that passes the front-view
+    gate and the yaw's reading for a turned one (``tilted`` if it is turned by its pitch alone)."""
+    if given:
+        return given
+    if not turned:
+        return FRONT
+    view = view_from_yaw(yaw_deg)
+    return "tilted" if view == FRONT else view
+
+
 def is_front(view: str) -> bool:
     return view == FRONT

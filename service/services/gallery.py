@@ -26,8 +26,8 @@ from service.domain.views import (
     FUSED_TEMPLATE,
     VIEW_TEMPLATE,
     is_front,
+    label_view,
     normalise_view,
-    view_from_yaw,
 )
 from service.embeddings.pipeline import FacePipeline
 from service.embeddings.quality import LOW_QUALITY_SCORE, OFF_ANGLE
@@ -71,8 +71,8 @@ def choose_custody_face(
     """The one face to enrol, or (code, message, quality reasons) for a rejection.
 
     Poor faces (small, blurred people in the background) do not compete with the subject; of
-    the usable faces (and, with ``turned_ok``, the faces refused only for their pose) the largest
-    must dominate the others, or the image is ambiguous.
+    the faces free of every quality reason (and, with ``turned_ok``, those flagged only for their
+    pose) the largest must dominate the others, or the image is ambiguous.
     """
     if not faces:
         return ("no_face", "no face was found in the image", ())
@@ -80,14 +80,16 @@ def choose_custody_face(
     def area(f: FaceRecord) -> float:
         return f.face.box[2] * f.face.box[3]
 
-    usable = sorted((f for f in faces if f.quality.clear or (turned_ok and is_turned_face(f))), key=area, reverse=True)
-    if not usable:
+    eligible = sorted(
+        (f for f in faces if f.quality.clear or (turned_ok and is_turned_face(f))), key=area, reverse=True
+    )
+    if not eligible:
         largest = max(faces, key=area)
         reasons = largest.quality.reasons
         return ("poor_quality", f"face quality is poor: {', '.join(reasons)}", reasons)
-    if len(usable) > 1 and area(usable[0]) < DOMINANT_AREA_RATIO * area(usable[1]):
-        return ("several_faces", f"{len(usable)} clear faces of similar size; a custody image must show one", ())
-    return usable[0]
+    if len(eligible) > 1 and area(eligible[0]) < DOMINANT_AREA_RATIO * area(eligible[1]):
+        return ("several_faces", f"{len(eligible)} clear faces of similar size; a custody image must show one", ())
+    return eligible[0]
 
 
 class GalleryIndexHolder:
@@ -313,9 +315,7 @@ class GalleryService:
                 "rejected", reference, file_name, reason_code=code, reason=message, quality_reasons=reasons
             )
         turned = not choice.quality.clear
-        label = given or (view_from_yaw(choice.quality.measures.get("yaw_deg", 0.0)) if turned else FRONT)
-        if turned and is_front(label):
-            label = "tilted"  # off the frontal pose by its pitch, not its yaw
+        label = label_view(given, turned, choice.quality.measures.get("yaw_deg", 0.0))
         if turned:
             with read_session(self.factory) as session:
                 front = session.scalar(

@@ -5,7 +5,7 @@ the incident's faces are grouped (two faces of one still are never one person), 
 a searched face is searched as one unit — every member scored exactly against every subject any
 member brought up, the scores fused, poor faces counting with a low weight — and the persons and
 their ranked candidates are stored. A face of a still without an incident reference is a person
-of one, whose candidates are the face's own.
+of one, whose candidates are the face's own, stored by the worker with the face itself.
 
 A person a reviewer has decided on keeps its faces; when more stills of its incident arrive
 later, only the undecided persons are regrouped with the new faces.
@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import read_session
@@ -25,6 +25,7 @@ from service.db.models import Candidate, PersonCandidate, ProbeFace, ProbeImage,
 from service.db.vectors import embedding_from_bytes
 from service.domain.persons import Fusion, MemberFace, evidence_weight, fuse, group_faces
 from service.domain.roles import Principal, Role
+from service.domain.search import FaceOutcome
 from service.services import audit
 from service.services.search import GallerySearcher
 
@@ -89,6 +90,43 @@ class PersonBuilder:
             built += self._build(submission_id, "", image_id)
         return built
 
+    def store_alone(self, session: Session, faces: list[tuple[int, int, FaceOutcome]]) -> None:
+        """Persons of one for faces of stills without an incident reference, in the caller's transaction
+        (the worker's, which stores the faces): each with its face's own candidates."""
+        if not faces:
+            return
+        returning = insert(ProbePerson).returning(ProbePerson.id, sort_by_parameter_order=True)
+        rows = [
+            {
+                "submission_id": submission_id,
+                "incident_reference": "",
+                "searched": outcome.searched,
+                "fusion": self.fusion.value,
+                "threshold": self.searcher.threshold,
+            }
+            for submission_id, _, outcome in faces
+        ]
+        person_ids = [int(i) for i in session.scalars(returning, rows).all()]
+        session.execute(
+            update(ProbeFace),
+            [{"id": face_id, "person_id": pid} for (_, face_id, _), pid in zip(faces, person_ids, strict=True)],
+        )
+        candidates = [
+            {
+                "person_id": pid,
+                "rank": hit.rank,
+                "score": hit.score,
+                "above_threshold": hit.above_threshold,
+                "subject_id": hit.subject_id,
+                "best_face_id": face_id,
+                "best_face_score": hit.score,
+            }
+            for (_, face_id, outcome), pid in zip(faces, person_ids, strict=True)
+            for hit in outcome.candidates
+        ]
+        if candidates:
+            session.execute(insert(PersonCandidate), candidates)
+
     def build_missing(self) -> int:
         """Build the persons a crash left unbuilt: processed faces that belong to no person."""
         with read_session(self.factory) as session:
@@ -102,7 +140,9 @@ class PersonBuilder:
             ]
         return self.build_for_images(image_ids)
 
-    def _faces_query(self, submission_id: int, reference: str, image_id: int | None):  # type: ignore[no-untyped-def]
+    @staticmethod
+    def _faces_query(submission_id: int, reference: str, image_id: int | None) -> Select[ProbeFace]:
+        """The faces with an embedding of one incident of a submission, or of one still."""
         query = (
             select(ProbeFace)
             .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
@@ -185,7 +225,7 @@ class PersonBuilder:
         subjects = sorted({hit.subject_id for hits in found for hit in hits})
         if not subjects:
             return []
-        scores, _ = self.searcher.subject_scores(queries, subjects)
+        scores = self.searcher.subject_scores(queries, subjects)
         weights = np.array([evidence_weight(f.quality_score, f.usable) for f in person])
         fused = fuse(scores, weights, self.fusion, np.array([f.usable for f in person]))
         order = np.argsort(-fused, kind="stable")[: self.top_k]

@@ -90,35 +90,29 @@ class GallerySearcher:
             results.append(hits)
         return results
 
-    def subject_scores(
-        self, queries: NDArray[np.float32], subject_ids: list[int]
-    ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-        """Exact scores of each query against each subject (its best template), and those templates' ids.
+    def subject_scores(self, queries: NDArray[np.float32], subject_ids: list[int]) -> NDArray[np.float64]:
+        """Exact scores (queries x subjects) of each query against each subject, at its best template.
 
         Read from the database, not the index: a person's members are scored against every subject
         any one of them brought up, including subjects outside another member's top k.
         """
         scores = np.full((len(queries), len(subject_ids)), -np.inf)
-        best = np.full((len(queries), len(subject_ids)), -1, dtype=np.int64)
         if not subject_ids or not len(queries):
-            return scores, best
+            return scores
         column = {subject: i for i, subject in enumerate(subject_ids)}
         with read_session(self.factory) as session:
             rows = session.execute(
-                select(FaceTemplate.id, FaceTemplate.subject_id, FaceTemplate.embedding).where(
+                select(FaceTemplate.subject_id, FaceTemplate.embedding).where(
                     FaceTemplate.subject_id.in_(subject_ids), FaceTemplate.pack_id == self.holder.pack_id
                 )
             ).all()
-        if not rows:
-            return scores, best
-        templates = np.stack([embedding_from_bytes(r[2]) for r in rows])
-        sims = np.asarray(queries, dtype=np.float64) @ templates.astype(np.float64).T
-        for j, (template_id, subject_id, _) in enumerate(rows):
-            c = column[int(subject_id)]
-            better = sims[:, j] > scores[:, c]
-            scores[better, c] = sims[better, j]
-            best[better, c] = int(template_id)
-        return scores, best
+        if rows:
+            templates = np.stack([embedding_from_bytes(blob) for _, blob in rows]).astype(np.float64)
+            sims = np.asarray(queries, dtype=np.float64) @ templates.T
+            for j, (subject_id, _) in enumerate(rows):
+                c = column[int(subject_id)]
+                scores[:, c] = np.maximum(scores[:, c], sims[:, j])
+        return scores
 
 
 def analyse_and_search(

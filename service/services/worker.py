@@ -67,6 +67,7 @@ class JobTicket:
     purpose: str
     search_poor: bool
     submitter: Principal
+    incident_reference: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +163,9 @@ class JobWorker:
                 .values(status="processing")
             )
             rows = session.execute(
-                select(Job.id, Job.attempts, ProbeImage.id, ProbeImage.sha256, Submission)
+                select(
+                    Job.id, Job.attempts, ProbeImage.id, ProbeImage.sha256, ProbeImage.incident_reference, Submission
+                )
                 .join(ProbeImage, ProbeImage.id == Job.probe_image_id)
                 .join(Submission, Submission.id == ProbeImage.submission_id)
                 .where(Job.id.in_(claimed))
@@ -182,8 +185,9 @@ class JobWorker:
                 submitter=Principal(
                     username=submission.submitted_by, role=Role(submission.submitted_role), via="worker"
                 ),
+                incident_reference=str(incident or ""),
             )
-            for job_id, attempts, image_id, digest, submission in rows
+            for job_id, attempts, image_id, digest, incident, submission in rows
         ]
 
     # -- processing --------------------------------------------------------------------------
@@ -273,8 +277,12 @@ class JobWorker:
                     statuses.append("failed")
             if done:
                 self._store_done(session, done)
-        if self.persons is not None:
-            finished = [o.ticket.image_id for o, s in zip(outcomes, statuses, strict=True) if s in ("done", "failed")]
+        if self.persons is not None:  # an incident whose last still this batch finished
+            finished = [
+                o.ticket.image_id
+                for o, status in zip(outcomes, statuses, strict=True)
+                if status in ("done", "failed") and o.ticket.incident_reference
+            ]
             self.persons.build_for_images(finished)
         return statuses
 
@@ -331,6 +339,16 @@ class JobWorker:
         session.execute(
             update(Job).where(Job.id.in_([ticket.job_id for ticket, _ in done])).values(status="done", lease_until=None)
         )
+        if self.persons is not None:  # a still without an incident: each face a person of one, stored with it
+            self.persons.store_alone(
+                session,
+                [
+                    (ticket.submission_id, face_id, outcome)
+                    for (ticket, _), image_faces in zip(done, stored, strict=True)
+                    if not ticket.incident_reference
+                    for face_id, outcome in image_faces
+                ],
+            )
         for (ticket, faces), image_faces in zip(done, stored, strict=True):
             if self.linker is not None:
                 self.linker.link_new_faces(session, ticket.image_id, image_faces)
