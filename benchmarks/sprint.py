@@ -83,12 +83,18 @@ MET_SPRINT = {"supplied": 401, "usable": 302, "identifications": 149}
 # -- enrolment ------------------------------------------------------------------------------------
 
 
-def _import_round(service: Service, batch: dict[str, Path], root: Path, manifest: Path) -> dict[str, Any]:
+def _import_round(
+    service: Service, batch: dict[str, Path] | list[tuple[str, Path, str]], root: Path, manifest: Path
+) -> dict[str, Any]:
+    """One ``rfr gallery import --manifest``: ``{person: image}`` (front views) or (person, image, view) rows."""
+    rows = [(p, path, "") for p, path in batch.items()] if isinstance(batch, dict) else batch
     with manifest.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["path", "custody_reference", "source", "lawful_basis", "conviction_status"])
-        for person, path in batch.items():
-            writer.writerow([str(path), person, f"benchmark: {root.name}", "benchmark (public dataset)", "unknown"])
+        writer.writerow(["path", "custody_reference", "view", "source", "lawful_basis", "conviction_status"])
+        for person, path, view in rows:
+            writer.writerow(
+                [str(path), person, view, f"benchmark: {root.name}", "benchmark (public dataset)", "unknown"]
+            )
     cmd = service.command("gallery", "import", "--manifest", str(manifest))
     # stdout (the JSON summary) is parsed; stderr (the progress bar) shows on ours.
     done = subprocess.run([*cmd, "--json"], env=service.env, stdout=subprocess.PIPE, text=True, check=False)
@@ -146,6 +152,43 @@ def enrol_gallery(
         "images_per_s": round(images / seconds, 2) if seconds else None,
     }
     return info, enrolled
+
+
+TURNED_YAW_DEG = 15.0  # as benchmarks/cctv.py: a view this far from the front one counts as turned
+
+
+def choose_views(
+    people: dict[str, list[Path]], enrolled: dict[str, Path], candidates: int = 8
+) -> list[tuple[str, Path, str]]:
+    """Turned views for each enrolled person with four images or more: of up to ``candidates`` other
+    images, the most turned on each side (yaw read from the landmarks, at least 15 degrees from the
+    enrolled front view's) whose face the enrolment gate would take as a view."""
+    from benchmarks.common import build_pipeline
+    from service.services.gallery import choose_custody_face
+
+    pipeline = build_pipeline()
+
+    def yaw_of(path: Path) -> float | None:
+        faces = pipeline.analyse_bytes(path.read_bytes()).faces
+        choice = choose_custody_face(faces, turned_ok=True)
+        return None if isinstance(choice, tuple) else float(choice.quality.measures["yaw_deg"])
+
+    views: list[tuple[str, Path, str]] = []
+    for person, front in enrolled.items():
+        others = [p for p in people[person] if p != front]
+        if len(people[person]) < 4:
+            continue
+        front_yaw = yaw_of(front)
+        if front_yaw is None:
+            continue
+        read = [(p, y) for p in others[:candidates] if (y := yaw_of(p)) is not None]
+        left = [(p, y) for p, y in read if y <= front_yaw - TURNED_YAW_DEG]
+        right = [(p, y) for p, y in read if y >= front_yaw + TURNED_YAW_DEG]
+        if left:
+            views.append((person, min(left, key=lambda t: t[1])[0], "left"))
+        if right:
+            views.append((person, max(right, key=lambda t: t[1])[0], "right"))
+    return views
 
 
 # -- the service conditions ------------------------------------------------------------------------
@@ -284,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render", type=Path, help="only re-write the Markdown and plots of this results JSON")
     p.add_argument("--enrol-attempts", type=int, default=3, help="images tried per gallery person until one enrols")
     p.add_argument(
+        "--views",
+        choices=["none", "exclude", "enrol"],
+        default="none",
+        help="turned views (by the landmarks' yaw) of people with four images or more: 'enrol' them beside the "
+        "front view, or only 'exclude' them from the probes (the one-view baseline on the same probes); the "
+        "peer enrols the front view only, so run these with --no-peer",
+    )
+    p.add_argument(
         "--incidents",
         type=int,
         default=90,
@@ -345,6 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{gallery_info['not_enrolled']} gallery people had no image rfr would enrol: they are neither in "
                 "the gallery nor probed"
             )
+        if args.views != "none":
+            views = choose_views(people, enrolled)
+            gallery_info["views"] = {"mode": args.views, "chosen": len(views), "people": len({p for p, _, _ in views})}
+            if args.views == "enrol":
+                summary = _import_round(service, views, root, work / "gallery-views.csv")
+                gallery_info["views"] |= {"enrolled": summary["enrolled"], "rejected": summary["rejected"]}
+            notes.append(f"turned views: {gallery_info['views']} (never probed)")
+            log(f"turned views: {gallery_info['views']}")
+            taken = {path for _, path, _ in views}
+            people = {p: [x for x in imgs if x not in taken] for p, imgs in people.items()}  # never probed
         mated, _ = mated_probes(root, people, enrolled, args.mated, args.seed)
         probes = mated + split.nonmated
         log(f"gallery {len(enrolled)} enrolled; {len(mated)} mated / {len(split.nonmated)} non-mated probes")
@@ -453,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dataset": str(root),
             "seed": args.seed,
             "gallery_people": len(enrolled),
+            "turned_views": args.views,
             "held_out_people": len(split.held_out),
             "mated": len(mated),
             "nonmated": len(split.nonmated),
