@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, select
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session
 
-from service.db.models import Candidate, ProbeFace, ProbeImage, Subject, Submission
+from service.db.models import Candidate, FaceTemplate, ProbeFace, ProbeImage, Subject, Submission
+from service.db.vectors import embedding_from_bytes
 
 
 def is_confirmed_match() -> ColumnElement[bool]:
@@ -31,3 +35,31 @@ def confirmed_matches(
     if subject_id is not None:
         query = query.where(Candidate.subject_id == subject_id)
     return query
+
+
+def next_candidate_rank(session: Session, face_id: int) -> int:
+    """The rank a candidate added after a probe face's ranked list takes."""
+    return int(session.scalar(select(func.max(Candidate.rank)).where(Candidate.probe_face_id == face_id)) or 0) + 1
+
+
+def subject_scores(
+    session: Session, queries: NDArray[np.float32], subject_ids: list[int], pack_id: str
+) -> NDArray[np.float64]:
+    """Exact scores (queries x subjects) of each query against each subject at its best template of
+    ``pack_id`` (-inf for a subject with none), read from the database rather than an index."""
+    scores = np.full((len(queries), len(subject_ids)), -np.inf)
+    if not subject_ids or not len(queries):
+        return scores
+    column = {subject: i for i, subject in enumerate(subject_ids)}
+    rows = session.execute(
+        select(FaceTemplate.subject_id, FaceTemplate.embedding).where(
+            FaceTemplate.subject_id.in_(subject_ids), FaceTemplate.pack_id == pack_id
+        )
+    ).all()
+    if rows:
+        templates = np.stack([embedding_from_bytes(blob) for _, blob in rows]).astype(np.float64)
+        sims = np.asarray(queries, dtype=np.float64) @ templates.T
+        for j, (subject_id, _) in enumerate(rows):
+            c = column[int(subject_id)]
+            scores[:, c] = np.maximum(scores[:, c], sims[:, j])
+    return scores

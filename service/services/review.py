@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import read_session
 from service.db.models import (
     Candidate,
-    FaceTemplate,
     PersonCandidate,
     ProbeFace,
     ProbeImage,
@@ -20,7 +20,7 @@ from service.db.models import (
     ReviewDecision,
     Submission,
 )
-from service.db.queries import confirmed_matches
+from service.db.queries import confirmed_matches, next_candidate_rank, subject_scores
 from service.db.vectors import embedding_from_bytes
 from service.domain.events import ReviewDecided
 from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
@@ -81,23 +81,27 @@ class ReviewService:
         face = session.get(ProbeFace, face_id)
         if face is None:
             raise NotFound(f"probe face {face_id} not found")
-        state, version = ReviewState(face.review_state), int(face.review_version)
-        if expected_version is not None and expected_version != version:
-            raise ReviewConflict(f"face {face_id} changed since you loaded it (version {version})")
-        target = next_state(state, action_value, actor, face.first_reviewer, outcome_value, candidate_id is not None)
+        label = f"face {face_id}"
+        state, version, target = _transition(
+            face, label, action_value, actor, outcome_value, candidate_id is not None, expected_version
+        )
         candidate = None
         if candidate_id is not None:
             candidate = session.get(Candidate, candidate_id)
             if candidate is None or candidate.probe_face_id != face_id:
                 raise InvalidRequest(f"candidate {candidate_id} is not a candidate of face {face_id}")
-        values = _review_values(
-            action_value, target, version, outcome_value, candidate.id if candidate else None, actor
+        _record(
+            session,
+            ProbeFace,
+            face_id,
+            label,
+            action_value,
+            target,
+            version,
+            outcome_value,
+            candidate.id if candidate else None,
+            actor,
         )
-        changed = session.execute(
-            update(ProbeFace).where(ProbeFace.id == face_id, ProbeFace.review_version == version).values(**values)
-        )
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
-            raise ReviewConflict(f"face {face_id} was decided by someone else at the same time")
         decided_subject = candidate.subject_id if candidate else None
         if action_value is not Action.REVIEW and face.review_candidate_id is not None:
             first = session.get(Candidate, face.review_candidate_id)
@@ -170,25 +174,27 @@ class ReviewService:
             person = session.get(ProbePerson, person_id)
             if person is None:
                 raise NotFound(f"person {person_id} not found")
-            state, version = ReviewState(person.review_state), int(person.review_version)
-            if expected_version is not None and expected_version != version:
-                raise ReviewConflict(f"person {person_id} changed since you loaded it (version {version})")
-            target = next_state(
-                state, action_value, actor, person.first_reviewer, outcome_value, candidate_id is not None
+            label = f"person {person_id}"
+            state, version, target = _transition(
+                person, label, action_value, actor, outcome_value, candidate_id is not None, expected_version
             )
             chosen = None
             if candidate_id is not None:
                 chosen = session.get(PersonCandidate, candidate_id)
                 if chosen is None or chosen.person_id != person_id:
                     raise InvalidRequest(f"candidate {candidate_id} is not a candidate of person {person_id}")
-            values = _review_values(action_value, target, version, outcome_value, chosen.id if chosen else None, actor)
-            changed = session.execute(
-                update(ProbePerson)
-                .where(ProbePerson.id == person_id, ProbePerson.review_version == version)
-                .values(**values)
+            values = _record(
+                session,
+                ProbePerson,
+                person_id,
+                label,
+                action_value,
+                target,
+                version,
+                outcome_value,
+                chosen.id if chosen else None,
+                actor,
             )
-            if changed.rowcount != 1:  # type: ignore[attr-defined]
-                raise ReviewConflict(f"person {person_id} was decided by someone else at the same time")
             decided: list[DecisionOut] = []
             skipped: list[int] = []
             for face in list(person.faces):
@@ -326,7 +332,28 @@ def _parse(action: str, outcome: str | None) -> tuple[Action, Outcome | None]:
         raise InvalidRequest(str(exc)) from exc
 
 
-def _review_values(
+def _transition(
+    row: ProbeFace | ProbePerson,
+    label: str,
+    action: Action,
+    actor: Principal,
+    outcome: Outcome | None,
+    candidate_given: bool,
+    expected_version: int | None,
+) -> tuple[ReviewState, int, ReviewState]:
+    """A face's or a person's review state and version, and the state ``action`` takes it to (or the
+    typed error that refuses it)."""
+    state, version = ReviewState(row.review_state), int(row.review_version)
+    if expected_version is not None and expected_version != version:
+        raise ReviewConflict(f"{label} changed since you loaded it (version {version})")
+    return state, version, next_state(state, action, actor, row.first_reviewer, outcome, candidate_given)
+
+
+def _record(
+    session: Session,
+    model: type[ProbeFace] | type[ProbePerson],
+    row_id: int,
+    label: str,
     action: Action,
     target: ReviewState,
     version: int,
@@ -334,7 +361,8 @@ def _review_values(
     candidate_id: int | None,
     actor: Principal,
 ) -> dict[str, Any]:
-    """The review columns a decision sets, on a face or a person alike."""
+    """Set the review columns of a decision on a face or a person, if nobody decided on it meanwhile;
+    returns what it set."""
     values: dict[str, Any] = {"review_state": target.value, "review_version": version + 1}
     if action is Action.REVIEW:
         values |= {
@@ -344,6 +372,9 @@ def _review_values(
         }
     elif target is ReviewState.UNREVIEWED:
         values |= {"review_outcome": None, "review_candidate_id": None, "first_reviewer": None}
+    changed = session.execute(update(model).where(model.id == row_id, model.review_version == version).values(**values))
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ReviewConflict(f"{label} was decided by someone else at the same time")
     return values
 
 
@@ -356,10 +387,11 @@ def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> int:
         return int(existing)
     score = -1.0
     if face.embedding is not None:
-        probe = embedding_from_bytes(face.embedding)
-        for blob in session.scalars(select(FaceTemplate.embedding).where(FaceTemplate.subject_id == subject_id)):
-            score = max(score, float(probe @ embedding_from_bytes(blob)))
-    rank = int(session.scalar(select(func.max(Candidate.rank)).where(Candidate.probe_face_id == face.id)) or 0) + 1
+        found = float(
+            subject_scores(session, embedding_from_bytes(face.embedding)[None, :], [subject_id], face.pack_id)[0, 0]
+        )
+        score = found if np.isfinite(found) else score
+    rank = next_candidate_rank(session, face.id)
     candidate = Candidate(
         probe_face_id=face.id,
         rank=rank,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.image_store import sha256_bytes
 from service.db.models import FaceTemplate, Subject
-from service.db.vectors import embedding_from_bytes
+from service.db.queries import subject_scores
 from service.domain.roles import Permission, Principal
 from service.domain.search import CandidateHit, FaceOutcome, require_case_and_purpose
 from service.embeddings.pipeline import FacePipeline
@@ -91,28 +91,10 @@ class GallerySearcher:
         return results
 
     def subject_scores(self, queries: NDArray[np.float32], subject_ids: list[int]) -> NDArray[np.float64]:
-        """Exact scores (queries x subjects) of each query against each subject, at its best template.
-
-        Read from the database, not the index: a person's members are scored against every subject
-        any one of them brought up, including subjects outside another member's top k.
-        """
-        scores = np.full((len(queries), len(subject_ids)), -np.inf)
-        if not subject_ids or not len(queries):
-            return scores
-        column = {subject: i for i, subject in enumerate(subject_ids)}
+        """Exact scores (queries x subjects) at each subject's best template: a person's members are
+        scored against every subject any one of them brought up, beyond another member's top k."""
         with read_session(self.factory) as session:
-            rows = session.execute(
-                select(FaceTemplate.subject_id, FaceTemplate.embedding).where(
-                    FaceTemplate.subject_id.in_(subject_ids), FaceTemplate.pack_id == self.holder.pack_id
-                )
-            ).all()
-        if rows:
-            templates = np.stack([embedding_from_bytes(blob) for _, blob in rows]).astype(np.float64)
-            sims = np.asarray(queries, dtype=np.float64) @ templates.T
-            for j, (subject_id, _) in enumerate(rows):
-                c = column[int(subject_id)]
-                scores[:, c] = np.maximum(scores[:, c], sims[:, j])
-        return scores
+            return subject_scores(session, queries, subject_ids, self.holder.pack_id)
 
 
 def analyse_and_search(

@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Candidate, GroupMember, ProbeFace, ProbeImage, ReviewDecision, Submission
+from service.db.queries import next_candidate_rank
 from service.domain.events import TemplateEnrolled
 from service.domain.roles import Principal
 from service.services import audit
@@ -68,12 +69,9 @@ class ColdCase:
                 if exists is not None:
                     continue
                 score = hits[int(face.id)]
-                rank = int(
-                    session.scalar(select(func.max(Candidate.rank)).where(Candidate.probe_face_id == face.id)) or 0
-                )
                 candidate = Candidate(
                     probe_face_id=face.id,
-                    rank=rank + 1,
+                    rank=next_candidate_rank(session, face.id),
                     score=score,
                     above_threshold=True,
                     subject_id=subject_id,
