@@ -16,7 +16,7 @@ from service.errors import ServiceError
 from service.service_lock import ServiceLock
 
 if TYPE_CHECKING:
-    from service.services.views import FaceOut
+    from service.services.views import CandidateOut, FaceOut, PersonCandidateOut
 
 
 def add_parser(sub: Any) -> None:
@@ -119,6 +119,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_candidates(candidates: Sequence[CandidateOut | PersonCandidateOut]) -> None:
+    """The first ten candidates, a line each; * marks one above the threshold."""
+    for c in candidates[:10]:
+        mark = "*" if c.above_threshold else " "
+        sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
+
+
 def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut]) -> None:
     sys.stdout.write(f"{file_name}  [{status}]  {len(faces)} face(s)\n")
     for face in faces:
@@ -127,9 +134,7 @@ def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut]) ->
         verdict = f"usable{flags}" if quality.usable else "poor: " + ", ".join(quality.reasons)
         searched = "searched" if face.searched else "not searched"
         sys.stdout.write(f"  face {face.face_index}: quality {quality.score:.2f} ({verdict}); {searched}\n")
-        for c in face.candidates[:10]:
-            mark = "*" if c.above_threshold else " "
-            sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
+        _print_candidates(face.candidates)
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -155,9 +160,7 @@ def cmd_results(args: argparse.Namespace) -> int:
             f"  person {person.id}  incident {person.incident_reference}  faces {person.faces}  "
             f"({state}, {person.fusion} of the faces' scores)\n"
         )
-        for c in person.candidates[:10]:
-            mark = "*" if c.above_threshold else " "
-            sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
+        _print_candidates(person.candidates)
     return 0
 
 

@@ -35,6 +35,11 @@ class CenterFaceLandmarks:
         self.face_px = face_px  # the face box's longer side on the canvas
         self.canvas = int(math.ceil(2.5 * face_px / 32) * 32)  # face and context; a multiple of 32
         self.min_score = min_score
+        # Only cells near the canvas centre (where the detector's face is) may answer for it.
+        cells = self.canvas // STRIDE
+        yy, xx = np.mgrid[0:cells, 0:cells]
+        centre = (cells - 1) / 2.0
+        self._near = np.hypot(yy - centre, xx - centre) <= face_px / (2.0 * STRIDE)
 
     def _canvas(self, image: NDArray[np.uint8], face: DetectedFace) -> tuple[NDArray[np.uint8], float, float, float]:
         """The face's neighbourhood at canvas size, and how canvas pixels map back (scale, left, top)."""
@@ -86,12 +91,7 @@ class CenterFaceLandmarks:
         points: NDArray[np.float32],
     ) -> NDArray[np.float64] | None:
         """Canvas landmarks of the face centred on the canvas, or None if CenterFace does not see it there."""
-        rows, cols = heat.shape
-        # Only cells near the canvas centre (where the detector's face is) may answer for it.
-        yy, xx = np.mgrid[0:rows, 0:cols]
-        centre = (self.canvas / STRIDE - 1) / 2.0
-        near = np.hypot(yy - centre, xx - centre) <= self.face_px / (2.0 * STRIDE)
-        scores = np.where(near, heat, 0.0)
+        scores = np.where(self._near, heat, 0.0)
         row, col = np.unravel_index(int(np.argmax(scores)), scores.shape)
         if scores[row, col] < self.min_score:
             return None

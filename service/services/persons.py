@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import Select, delete, insert, select, update
@@ -34,6 +35,19 @@ log = logging.getLogger(__name__)
 UNFINISHED = ("queued", "processing")
 
 
+class _FaceCandidate(Protocol):
+    """A face's own candidate: a stored ``Candidate`` or a fresh ``CandidateHit``."""
+
+    @property
+    def rank(self) -> int: ...
+    @property
+    def subject_id(self) -> int: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def above_threshold(self) -> bool: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PersonHit:
     rank: int
@@ -42,6 +56,22 @@ class PersonHit:
     above_threshold: bool
     best_face_id: int
     best_face_score: float
+
+    @classmethod
+    def of_face(cls, hit: _FaceCandidate, face_id: int) -> PersonHit:
+        """A person of one's candidate: its face's own, at the face's threshold."""
+        return cls(hit.rank, hit.subject_id, hit.score, hit.above_threshold, face_id, hit.score)
+
+    def row(self, person_id: int) -> dict[str, object]:
+        return {
+            "person_id": person_id,
+            "rank": self.rank,
+            "score": self.score,
+            "above_threshold": self.above_threshold,
+            "subject_id": self.subject_id,
+            "best_face_id": self.best_face_id,
+            "best_face_score": self.best_face_score,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +142,7 @@ class PersonBuilder:
             [{"id": face_id, "person_id": pid} for (_, face_id, _), pid in zip(faces, person_ids, strict=True)],
         )
         candidates = [
-            {
-                "person_id": pid,
-                "rank": hit.rank,
-                "score": hit.score,
-                "above_threshold": hit.above_threshold,
-                "subject_id": hit.subject_id,
-                "best_face_id": face_id,
-                "best_face_score": hit.score,
-            }
+            PersonHit.of_face(hit, face_id).row(pid)
             for (_, face_id, outcome), pid in zip(faces, person_ids, strict=True)
             for hit in outcome.candidates
         ]
@@ -282,21 +304,7 @@ class PersonBuilder:
                 if person_hits is not None and len(person) == 1:
                     person_hits = self._own_candidates(session, person[0].face_id)
                 if person_hits:
-                    session.execute(
-                        insert(PersonCandidate),
-                        [
-                            {
-                                "person_id": row.id,
-                                "rank": h.rank,
-                                "score": h.score,
-                                "above_threshold": h.above_threshold,
-                                "subject_id": h.subject_id,
-                                "best_face_id": h.best_face_id,
-                                "best_face_score": h.best_face_score,
-                            }
-                            for h in person_hits
-                        ],
-                    )
+                    session.execute(insert(PersonCandidate), [h.row(row.id) for h in person_hits])
                 if person_hits is not None and len(person) > 1:
                     audit.append(
                         session,
@@ -319,16 +327,5 @@ class PersonBuilder:
 
     def _own_candidates(self, session: Session, face_id: int) -> list[PersonHit]:
         """A person of one: its face's stored candidates, at the face's threshold."""
-        return [
-            PersonHit(
-                rank=c.rank,
-                subject_id=c.subject_id,
-                score=c.score,
-                above_threshold=c.above_threshold,
-                best_face_id=face_id,
-                best_face_score=c.score,
-            )
-            for c in session.scalars(
-                select(Candidate).where(Candidate.probe_face_id == face_id).order_by(Candidate.rank)
-            )
-        ]
+        query = select(Candidate).where(Candidate.probe_face_id == face_id).order_by(Candidate.rank)
+        return [PersonHit.of_face(c, face_id) for c in session.scalars(query)]
