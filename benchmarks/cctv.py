@@ -37,7 +37,6 @@ run takes about 25 minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import itertools
 import json
@@ -55,7 +54,7 @@ from numpy.typing import NDArray
 
 from benchmarks import degrade as deg
 from benchmarks.common import DEFAULT_LFW_ROOT, RESULTS_DIR, stamp, write_json
-from benchmarks.identification import list_identities, pick_probe_face
+from benchmarks.identification import list_identities, pick_probe_face, read_labels, threshold_at_fpir
 from service.domain.persons import Fusion, evidence_weight, fuse
 
 LANDMARKS = ("yunet", "centerface")
@@ -454,15 +453,6 @@ def _rate(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
-def threshold_for(strangers_top: NDArray[np.float64], fpir: float) -> float:
-    """The lowest threshold at which at most ``fpir`` of the strangers' searches clear it."""
-    values = np.sort(strangers_top[np.isfinite(strangers_top)])[::-1]
-    if not len(values):
-        return 1.0
-    allowed = int(np.floor(fpir * len(values)))
-    return float(values[allowed] + 1e-6) if allowed < len(values) else float(values[-1])
-
-
 # -- the report -----------------------------------------------------------------------------------
 
 
@@ -520,7 +510,7 @@ def evaluate(
     gated = rank_queries(scores, mates, found & usable)
     clear = np.array([r["found"] and not r["reasons"] for r in rows])
     strict = rank_queries(scores, mates, found & clear)  # the gate before: every flagged face held back
-    frame_threshold = threshold_for(everything.top[~everything.enrolled & found], 0.01)
+    frame_threshold = threshold_at_fpir(everything.top[~everything.enrolled & found], 0.01)
     out: dict[str, Any] = {
         "gallery_subjects": len(gallery.people),
         "gallery_templates": len(gallery.owner),
@@ -556,7 +546,7 @@ def evaluate(
                 mean /= max(float(np.linalg.norm(mean)), 1e-12)
                 fused[n] = subject_scores(gallery, mean[None, :].astype(np.float32), view_rule)[0]
         ranked = rank_queries(fused, person_mates, has)
-        calibrated = threshold_for(ranked.top[~ranked.enrolled & has], 0.01)
+        calibrated = threshold_at_fpir(ranked.top[~ranked.enrolled & has], 0.01)
         persons[rule] = {
             **rates(ranked, threshold),
             "threshold_fpir1": round(calibrated, 4),
@@ -667,13 +657,10 @@ def grouping_report(
 
 
 def read_sex(path: Path) -> dict[str, str]:
-    sex: dict[str, str] = {}
-    if path.is_file():
-        with path.open(newline="", encoding="utf-8") as fh:
-            for row in csv.reader(fh, delimiter="\t"):
-                if len(row) >= 3 and row[2] in {"F", "M"}:
-                    sex[row[0]] = row[2]
-    return sex
+    """``{person: F | M}`` from LFW's ``lfw-sex.tsv`` (``read_labels``), empty without the file."""
+    if not path.is_file():
+        return {}
+    return {name: row["sex"] for name, row in read_labels(path)[1].items() if row.get("sex") in {"F", "M"}}
 
 
 # -- Markdown -------------------------------------------------------------------------------------

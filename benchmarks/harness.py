@@ -205,12 +205,23 @@ def mime_of(data: bytes) -> tuple[str, str]:
 
 
 def upload_images(
-    client: ApiClient, submission_id: int, files: Sequence[UploadFile], chunk: int, data: dict[str, str] | None = None
+    client: ApiClient,
+    submission_id: int,
+    files: Sequence[UploadFile],
+    chunk: int,
+    data: dict[str, str] | None = None,
+    provenance: Sequence[dict[str, str]] | None = None,
 ) -> list[int]:
-    """``POST /submissions/{id}/images`` of ``files``, ``chunk`` a request; the image ids, in file order."""
+    """``POST /submissions/{id}/images`` of ``files``, ``chunk`` a request; the image ids, in file order.
+
+    ``data`` is every request's provenance; ``provenance``, one entry per file, overrides it per file.
+    """
     ids: list[int] = []
     for lo in range(0, len(files), chunk):
-        accepted = client.post_files(f"/submissions/{submission_id}/images", files[lo : lo + chunk], data)
+        fields = dict(data or {})
+        if provenance is not None:
+            fields["provenance"] = json.dumps(list(provenance[lo : lo + chunk]))
+        accepted = client.post_files(f"/submissions/{submission_id}/images", files[lo : lo + chunk], fields or None)
         ids += [int(image_id) for image_id in accepted["image_ids"]]
     return ids
 

@@ -11,7 +11,6 @@ figures beside them.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import degrade as deg
-from benchmarks.harness import ApiClient, mime_of, wait_complete
+from benchmarks.harness import ApiClient, mime_of, upload_images, wait_complete
 from benchmarks.identification import pick_probe_face
 
 
@@ -89,14 +88,7 @@ def run_incidents(
     )
     sid = int(created["id"])
     started = time.perf_counter()
-    image_ids: list[int] = []
-    for lo in range(0, len(files), chunk):
-        accepted = client.post_files(
-            f"/submissions/{sid}/images",
-            files[lo : lo + chunk],
-            {"provenance": json.dumps(provenance[lo : lo + chunk])},
-        )
-        image_ids += [int(i) for i in accepted["image_ids"]]
+    image_ids = upload_images(client, sid, files, chunk, provenance=provenance)
     wait_complete(client, sid, poll_s)
     seconds = time.perf_counter() - started
     results = client.get(f"/submissions/{sid}/results")
