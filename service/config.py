@@ -86,6 +86,31 @@ class ImageSettings(BaseModel):
     max_bytes: int = Field(default=25 * 1024 * 1024, ge=1, description="largest accepted upload")
 
 
+class VideoSettings(BaseModel):
+    """Clips in a submission (service.video, service.services.video): limits, sampling, tracking, shots."""
+
+    max_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="largest accepted clip")
+    max_duration_s: float = Field(default=3600.0, gt=0, description="longest accepted clip, seconds")
+    max_frame_pixels: int = Field(default=3840 * 2160, ge=1, description="largest accepted frame (width x height)")
+    # Frames sampled per second of footage: ``sample_fps`` where no face was seen in the last
+    # sample, ``dense_fps`` while faces are in view (1080p at 5 a second runs at about real time on
+    # 2 cores: benchmarks/results/video_yunet_sface.md).
+    sample_fps: float = Field(default=2.0, gt=0, le=60)
+    dense_fps: float = Field(default=5.0, gt=0, le=60)
+    # Smallest face box side (frame pixels) the detector must find in a clip's frame: decides
+    # whether a large frame is also searched in tiles (benchmarks/video.py, throughput).
+    min_face_px: int = Field(default=48, ge=8)
+    segment_s: float = Field(default=10.0, gt=0, description="footage processed and stored per step")
+    shots_per_track: int = Field(default=5, ge=1, le=50, description="best shots kept and searched per track")
+    # Tracking (service.video.tracking): how long a lost face may be gone and still continue its
+    # track, and the cosines at which two pieces of track are one person, or one track two.
+    track_lost_s: float = Field(default=1.0, gt=0)
+    track_min_iou: float = Field(default=0.1, ge=0.0, le=1.0)
+    join_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
+    join_gap_s: float = Field(default=3.0, ge=0)
+    split_threshold: float = Field(default=0.35, ge=-1.0, le=1.0)
+
+
 class SearchSettings(BaseModel):
     top_k: int = Field(default=20, ge=1, le=200, description="candidates per face")
     # Over-fetch from the index so a subject with several templates still leaves k distinct subjects.
@@ -143,6 +168,7 @@ class Settings(BaseSettings):
     recognition: RecognitionSettings = Field(default_factory=RecognitionSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
+    video: VideoSettings = Field(default_factory=VideoSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
     persons: PersonSettings = Field(default_factory=PersonSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)

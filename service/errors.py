@@ -29,6 +29,16 @@ class ImageUnreadable(ServiceError):
     http_status = 422
 
 
+class ClipUnreadable(ServiceError):
+    """A video clip that is empty, truncated, corrupt, of an unsupported container or codec, or over a limit.
+
+    ``code`` says which: ``clip_unreadable``, ``clip_unsupported`` or ``clip_too_large``.
+    """
+
+    code = "clip_unreadable"
+    http_status = 422
+
+
 class ModelUnavailable(ServiceError):
     """A model file is missing, truncated or does not match its manifest."""
 

@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from service.services.retention import RetentionService
     from service.services.review import ReviewService
     from service.services.search import GallerySearcher, SearchService
-    from service.services.submissions import Decoder, SubmissionService
+    from service.services.submissions import ClipProber, Decoder, SubmissionService
     from service.services.users import UserService
+    from service.services.video import ClipProcessor
     from service.services.worker import JobWorker
+    from service.video.clips import ClipInfo
 
 
 class Storage:
@@ -103,9 +105,21 @@ class Storage:
 
     @cached_property
     def submissions(self) -> SubmissionService:
-        from service.services.submissions import SubmissionService
+        from service.services.submissions import SubmissionService, UploadLimits
 
-        return SubmissionService(self.factory, self.store, self.decode, self.pack_id, self.settings.images.max_bytes)
+        limits = UploadLimits(self.settings.images.max_bytes, self.settings.video.max_bytes)
+        return SubmissionService(self.factory, self.store, self.decode, self.probe_clip, self.pack_id, limits)
+
+    @cached_property
+    def probe_clip(self) -> ClipProber:
+        video = self.settings.video
+
+        def probe(data: bytes) -> ClipInfo:
+            from service.video.clips import ClipLimits, probe_clip  # PyAV, only once a clip arrives
+
+            return probe_clip(data, ClipLimits(video.max_duration_s, video.max_frame_pixels))
+
+        return probe
 
     @cached_property
     def media(self) -> MediaService:
@@ -184,6 +198,12 @@ class Runtime(Storage):
         )
 
     @cached_property
+    def clips(self) -> ClipProcessor:
+        from service.services.video import ClipProcessor
+
+        return ClipProcessor(self.factory, self.pipeline, self.searcher, self.persons, self.store, self.settings.video)
+
+    @cached_property
     def worker(self) -> JobWorker:
         from service.services.worker import JobWorker
 
@@ -195,6 +215,7 @@ class Runtime(Storage):
             self.settings.worker,
             linker=self.linking,
             persons=self.persons,
+            clips=self.clips,
         )
 
     def close(self) -> None:

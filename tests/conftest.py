@@ -15,7 +15,7 @@ from service.domain.faces import FaceRecord
 from service.embeddings.pipeline import FacePipeline
 
 # The database, gallery, users and tokens fixtures, for every folder that needs them.
-pytest_plugins = ["tests.fixtures"]
+pytest_plugins = ["tests.fixtures", "tests.clips"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LFW = (PROJECT_ROOT.parent / "shared" / "datasets" / "lfw").resolve()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
-from service.services.media import Media
+from service.services.media import ClipFile, Media
 
 router = APIRouter(responses=ERRORS, tags=["images"])
 
@@ -23,6 +23,18 @@ def image_response(media: Media) -> Response:
     return Response(media.data, media_type=media.media_type, headers=NO_STORE | {"Content-Disposition": "inline"})
 
 
+def first_range(request: Request) -> bool:
+    """Whether a request for a clip starts a view (no byte range, or one from the start): a player's
+    later ranges of the same view are not audited again."""
+    wanted = request.headers.get("range", "").replace(" ", "")
+    return not wanted or wanted.startswith("bytes=0-")
+
+
+def clip_response(clip: ClipFile) -> FileResponse:
+    """A clip played inline with its real content type, never cached; byte ranges are answered."""
+    return FileResponse(clip.path, media_type=clip.media_type, headers=NO_STORE | {"Content-Disposition": "inline"})
+
+
 @router.get("/probe-images/{image_id}/image", response_class=Response)
 def probe_image(
     rt: RuntimeDep,
@@ -31,6 +43,17 @@ def probe_image(
 ) -> Response:
     """The stored still (signed-in, authorised users only; never cached; the view is audited)."""
     return image_response(rt.media.probe_image(actor, image_id))
+
+
+@router.get("/probe-images/{image_id}/clip", response_class=FileResponse)
+def probe_clip(
+    request: Request,
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    image_id: int,
+) -> FileResponse:
+    """The stored clip, unchanged, with byte ranges for a player (its view is audited with its sha256)."""
+    return clip_response(rt.media.clip(actor, image_id, record_view=first_range(request)))
 
 
 @router.get("/candidates/{candidate_id}/image", response_class=Response)

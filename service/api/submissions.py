@@ -72,27 +72,30 @@ def upload_images(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.SUBMIT)],
     submission_id: int,
-    files: Annotated[list[UploadFile], File(description="one or more stills")],
+    files: Annotated[list[UploadFile], File(description="one or more stills or clips")],
     retailer: Annotated[str, Form(max_length=200)] = "",
     store: Annotated[str, Form(max_length=200)] = "",
     incident_reference: Annotated[str, Form(max_length=200)] = "",
     captured_at: Annotated[datetime | None, Form()] = None,
     supplied_by: Annotated[str, Form(max_length=200)] = "",
     witness_statement: Annotated[bool, Form()] = False,
+    camera: Annotated[str, Form(max_length=200)] = "",
     provenance: Annotated[
         str | None,
         Form(description="JSON: a list (one object per file) or an object keyed by file name; overrides the fields"),
     ] = None,
 ) -> dict[str, Any]:
-    """Upload stills with provenance; they are queued and processed in the background.
+    """Upload stills and clips with provenance (a clip's ``captured_at`` is its start); they are queued
+    and processed in the background, a clip in segments, its faces tracked.
 
-    The request is all or nothing: if any file is empty, unreadable or over-size, nothing is stored.
+    The request is all or nothing: if any file is empty, unreadable, truncated or over-size, nothing is stored.
     """
-    defaults = ProbeProvenance(retailer, store, incident_reference, captured_at, supplied_by, witness_statement)
+    defaults = ProbeProvenance(retailer, store, incident_reference, captured_at, supplied_by, witness_statement, camera)
     uploads = []
+    limit = max(rt.settings.images.max_bytes, rt.settings.video.max_bytes)  # each kind's own is checked after
     for i, upload in enumerate(files):
         name = upload.filename or f"upload-{i + 1}"
-        data = read_upload(upload, rt.settings.images.max_bytes)
+        data = read_upload(upload, limit)
         uploads.append(Upload(name, data, _provenance_for(name, i, defaults, provenance)))
     ids = rt.submissions.add_images(actor, submission_id, uploads)
     return {"submission_id": submission_id, "image_ids": ids}

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from service.config import Settings
 from service.domain.roles import Permission, Principal, operator_principal
 from service.errors import Forbidden, ImageUnreadable
+from service.video.formats import CLIP_SUFFIXES
 
 if TYPE_CHECKING:
     from service.runtime import Runtime, Storage
@@ -58,14 +59,16 @@ def emit(obj: object) -> None:
     sys.stdout.flush()
 
 
-def progress(total: int, desc: str, quiet: bool = False) -> Any:
+def progress(total: float, desc: str, quiet: bool = False, unit: str = "img") -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def image_files(folder: Path, clips: bool = False) -> list[Path]:
+    """The stills under ``folder`` (and its clips, with ``clips``), in path order."""
+    suffixes = IMAGE_SUFFIXES | (set(CLIP_SUFFIXES) if clips else set())
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def read_image(path: Path) -> bytes:

@@ -20,15 +20,16 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Any) -> None:
-    submit = sub.add_parser("submit", help="submit every image under FOLDER as one sprint")
+    submit = sub.add_parser("submit", help="submit every still and clip under FOLDER as one sprint")
     submit.add_argument("folder")
     submit.add_argument("--case", required=True, help="case or crime reference")
     submit.add_argument("--purpose", required=True, help="why the search is necessary")
     submit.add_argument("--retailer", default="")
     submit.add_argument("--store", default="")
-    submit.add_argument("--incident", default="", help="incident / crime reference of the stills")
-    submit.add_argument("--captured-at", help="ISO 8601 capture time")
+    submit.add_argument("--incident", default="", help="incident / crime reference of the stills and clips")
+    submit.add_argument("--captured-at", help="ISO 8601 capture time (a clip's: its start)")
     submit.add_argument("--supplied-by", default="")
+    submit.add_argument("--camera", default="", help="the camera the stills or clips come from")
     submit.add_argument("--witness-statement", action="store_true")
     submit.add_argument("--provenance", help="CSV keyed by 'file' with per-image provenance columns")
     submit.add_argument("--search-poor-faces", action="store_true", help="also search poor faces (recorded)")
@@ -62,6 +63,7 @@ def _probe_provenance(args: argparse.Namespace) -> Callable[[str], ProbeProvenan
         incident_reference=args.incident,
         supplied_by=args.supplied_by,
         witness_statement=args.witness_statement,
+        camera=args.camera,
     ).updated({"captured_at": args.captured_at or ""}, "--captured-at")
     rows: dict[str, dict[str, str]] = {}
     if args.provenance:
@@ -79,9 +81,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from service.services.submissions import Upload
 
     folder = Path(args.folder)
-    files = image_files(folder) if folder.is_dir() else []
+    files = image_files(folder, clips=True) if folder.is_dir() else []
     if not files:
-        raise SystemExit(f"rfr submit: no images found under {folder}")
+        raise SystemExit(f"rfr submit: no stills or clips found under {folder}")
     with open_runtime(args) as runtime:
         provenance_of = _probe_provenance(args)
         actor = operator()
@@ -99,8 +101,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
                     rejected.append({"file": name, **exc.to_dict()})
                 bar.update(1)
         if not ServiceLock(runtime.settings.data_dir).service_running():
-            with progress(len(files) - len(rejected), "processing", args.quiet) as bar:
-                runtime.worker.run_until_empty(progress=bar.update)
+            footage = submissions.get(actor, submission_id).progress.footage_s
+            with (
+                progress(len(files) - len(rejected), "processing", args.quiet) as bar,
+                progress(round(footage, 1), "footage", args.quiet or not footage, unit="s") as seconds,
+            ):
+                runtime.worker.run_until_empty(progress=bar.update, footage=seconds.update)
         elif args.wait:
             while submissions.get(actor, submission_id).status != "complete":
                 time.sleep(0.5)
@@ -126,14 +132,16 @@ def _print_candidates(candidates: Sequence[CandidateOut | PersonCandidateOut]) -
         sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
 
 
-def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut]) -> None:
-    sys.stdout.write(f"{file_name}  [{status}]  {len(faces)} face(s)\n")
+def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut], note: str = "") -> None:
+    sys.stdout.write(f"{file_name}  [{status}]  {len(faces)} face(s){note}\n")
     for face in faces:
         quality = face.quality
         flags = f" ({', '.join(quality.reasons)})" if quality.reasons else ""
         verdict = f"usable{flags}" if quality.usable else "poor: " + ", ".join(quality.reasons)
         searched = "searched" if face.searched else "not searched"
-        sys.stdout.write(f"  face {face.face_index}: quality {quality.score:.2f} ({verdict}); {searched}\n")
+        time_s = getattr(face, "time_s", None)  # a clip's face: its shot's time
+        shot = f" at {time_s:.2f} s" if time_s is not None else ""
+        sys.stdout.write(f"  face {face.face_index}{shot}: quality {quality.score:.2f} ({verdict}); {searched}\n")
         _print_candidates(face.candidates)
 
 
@@ -150,8 +158,21 @@ def cmd_results(args: argparse.Namespace) -> int:
         "candidates are investigative leads, never identifications; * = above the operating threshold\n\n"
     )
     for image in results.images:
-        _print_faces_table(image.file, image.status, image.faces)
-    several = [p for p in results.persons if len(p.faces) > 1]
+        clip = image.clip
+        note = f"  (clip {clip.duration_s:.1f} s, {clip.done_s:.1f} s processed: its tracks' shots)" if clip else ""
+        _print_faces_table(image.file, image.status, image.faces, note)
+    tracks = [p for p in results.persons if p.track is not None]
+    if tracks:
+        sys.stdout.write("\ntracks of a clip (a person followed through it, best shots searched as one unit):\n")
+    for person in tracks:
+        assert person.track is not None
+        shots = ", ".join(f"{s.time_s:.2f}" for s in person.track.shots)
+        sys.stdout.write(
+            f"  person {person.id}  {person.track.file}  {person.track.start_s:.2f}-{person.track.end_s:.2f} s  "
+            f"shots at {shots} s\n"
+        )
+        _print_candidates(person.candidates)
+    several = [p for p in results.persons if len(p.faces) > 1 and p.track is None]
     if several:
         sys.stdout.write("\npersons of an incident (faces searched as one unit):\n")
     for person in several:

@@ -130,7 +130,11 @@ class Submission(Base):
 
 
 class ProbeImage(Base):
-    """One still of a submission, with the provenance R8 asks for and its processing status."""
+    """One still or clip of a submission, with the provenance R8 asks for and its processing status.
+
+    A clip (``media`` "video") keeps its original file unchanged under ``sha256``; its faces are
+    those of its tracks' best shots, each shot a still of its own (``ProbeFace.frame_sha256``).
+    """
 
     __tablename__ = "probe_images"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -144,11 +148,15 @@ class ProbeImage(Base):
     captured_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
     supplied_by: Mapped[str] = mapped_column(String(200), default="")
     witness_statement: Mapped[bool] = mapped_column(Boolean, default=False)
+    camera: Mapped[str] = mapped_column(String(200), default="")
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    media: Mapped[str] = mapped_column(String(16), default="image")  # image | video
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # a clip's length
+    clip: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # service.video.clips.ClipInfo
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
@@ -186,6 +194,10 @@ class ProbeFace(Base):
     person_id: Mapped[int | None] = mapped_column(
         ForeignKey("probe_persons.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # A face of a clip: the shot (a frame stored as a still) it was found in, and the shot's time
+    # in seconds from the clip's start; the box and landmarks are in the shot's pixels.
+    frame_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     image: Mapped[ProbeImage] = relationship(back_populates="faces")
     candidates: Mapped[list[Candidate]] = relationship(
@@ -211,7 +223,11 @@ class Candidate(Base):
 
 
 class ProbePerson(Base):
-    """One person of an incident: its faces across the incident's stills, searched as one unit."""
+    """One person of an incident: its faces across the incident's stills, searched as one unit.
+
+    A track of a clip is a person too: its faces are the track's best shots, and ``clip_image_id``,
+    ``start_s`` and ``end_s`` say which clip and when the person was in view.
+    """
 
     __tablename__ = "probe_persons"
     # Never reuse a rebuilt person's id (SQLite would): audit events and decisions name it.
@@ -222,6 +238,11 @@ class ProbePerson(Base):
     searched: Mapped[bool] = mapped_column(Boolean, default=False)
     fusion: Mapped[str] = mapped_column(String(16))
     threshold: Mapped[float] = mapped_column(Float)
+    clip_image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("probe_images.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     # Reviewed as one unit (service.domain.review); each decision is applied to every member face.
     review_state: Mapped[str] = mapped_column(String(32), default="unreviewed", index=True)
@@ -252,6 +273,25 @@ class PersonCandidate(Base):
 
     person: Mapped[ProbePerson] = relationship(back_populates="candidates")
     subject: Mapped[Subject] = relationship()
+
+
+class ClipSegment(Base):
+    """One processed span of a clip: every face of its sampled frames, so a restart resumes after it.
+
+    Kept until the clip's tracks are stored, then deleted with the job's last transaction.
+    """
+
+    __tablename__ = "clip_segments"
+    __table_args__ = (UniqueConstraint("probe_image_id", "segment"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    probe_image_id: Mapped[int] = mapped_column(ForeignKey("probe_images.id", ondelete="CASCADE"), index=True)
+    segment: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)  # frames sampled
+    faces: Mapped[list[Any]] = mapped_column(JSON)  # one object per face (time, box, landmarks, quality)
+    embeddings: Mapped[bytes] = mapped_column(LargeBinary)  # the faces' embeddings, float32, in order
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
 
 class Job(Base):

@@ -43,9 +43,10 @@ class ProbeProvenance:
     retailer: str = ""
     store: str = ""
     incident_reference: str = ""
-    captured_at: datetime | None = None
+    captured_at: datetime | None = None  # a clip's: when it starts
     supplied_by: str = ""
     witness_statement: bool = False
+    camera: str = ""
 
     def updated(self, values: Mapping[str, object], where: str = "provenance") -> ProbeProvenance:
         """These fields with ``values`` laid over them; an unknown field is refused."""

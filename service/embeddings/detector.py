@@ -112,13 +112,16 @@ class FaceDetector(ABC):
     def _detect_canvas(self, canvas: NDArray[np.uint8]) -> RawDetections:
         """Run the network on one canvas (BGR uint8, canvas size) and decode its outputs."""
 
-    def plan_views(self, height: int, width: int) -> list[View]:
+    def plan_views(self, height: int, width: int, min_face_px: int | None = None) -> list[View]:
+        """The whole frame on one canvas, and tiles if faces of ``min_face_px`` (default: the
+        settings') would be too small there for the network."""
+        smallest = min_face_px or self.settings.min_face_px
         pad = round(self.settings.pad_fraction * max(height, width))
         scale = min(self.canvas_w / (width + 2 * pad), self.canvas_h / (height + 2 * pad))
         views = [self._view(0, 0, width, height, scale, pad * scale, is_tile=False)]
-        if self.settings.min_face_px * scale >= NETWORK_MIN_FACE_PX:
+        if smallest * scale >= NETWORK_MIN_FACE_PX:
             return views
-        tile_scale = min(1.0, NETWORK_MIN_FACE_PX * 1.25 / self.settings.min_face_px)
+        tile_scale = min(1.0, NETWORK_MIN_FACE_PX * 1.25 / smallest)
         tile_w = min(width, int(self.canvas_w / tile_scale))
         tile_h = min(height, int(self.canvas_h / tile_scale))
         for y0 in self._starts(height, tile_h):
@@ -160,12 +163,12 @@ class FaceDetector(ABC):
         canvas[oy : oy + h, ox : ox + w] = resized[:h, :w]
         return canvas
 
-    def detect(self, image: NDArray[np.uint8]) -> list[DetectedFace]:
+    def detect(self, image: NDArray[np.uint8], min_face_px: int | None = None) -> list[DetectedFace]:
         height, width = image.shape[:2]
         all_boxes: list[NDArray[np.float32]] = []
         all_landmarks: list[NDArray[np.float32]] = []
         all_scores: list[NDArray[np.float32]] = []
-        for view in self.plan_views(height, width):
+        for view in self.plan_views(height, width, min_face_px):
             raw = self._detect_canvas(self._render(image, view))
             if raw.scores.size == 0:
                 continue

@@ -88,14 +88,15 @@ class FacePipeline:
     def decode(self, data: bytes) -> NDArray[np.uint8]:
         return decode_image(data, max_pixels=self.settings.images.max_pixels)
 
-    def detect(self, image: NDArray[np.uint8]) -> list[DetectedFace]:
-        """Every face of a decoded BGR image, with refined landmarks when that is on."""
-        detected = self.detector.detect(image)
+    def detect(self, image: NDArray[np.uint8], min_face_px: int | None = None) -> list[DetectedFace]:
+        """Every face of a decoded BGR image, with refined landmarks when that is on; ``min_face_px``
+        overrides the smallest face the detector must find (a clip's frames use the video settings')."""
+        detected = self.detector.detect(image, min_face_px)
         return self.landmarks.refine(image, detected) if self.landmarks is not None else detected
 
-    def analyse(self, image: NDArray[np.uint8]) -> ImageFaces:
+    def analyse(self, image: NDArray[np.uint8], min_face_px: int | None = None) -> ImageFaces:
         """Detect, align, assess and embed every face of a decoded BGR image."""
-        detected = self.detect(image)
+        detected = self.detect(image, min_face_px)
         crops = [align_face(image, face.landmarks) for face in detected]
         embeddings = self.recognizer.embed(crops)
         records = [

@@ -4,12 +4,14 @@ in the same transaction that reads it, and only for someone allowed to see it.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.image_store import ImageStore
 from service.db.models import Candidate, CustodyImage, FaceTemplate, PersonCandidate, ProbeFace, ProbeImage
+from service.domain.clips import CLIP
 from service.domain.roles import Principal
 from service.domain.views import FRONT
 from service.errors import NotFound
@@ -32,10 +34,27 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 
 
 def media_type(data: bytes) -> str:
-    """The image's media type from its leading bytes (``application/octet-stream`` if unknown)."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
+    """The image's or clip's media type from its leading bytes (``application/octet-stream`` if unknown)."""
+    if data[:4] == b"RIFF":
+        return {b"WEBP": "image/webp", b"AVI ": "video/x-msvideo"}.get(data[8:12], "application/octet-stream")
+    if data[4:8] == b"ftyp":
+        return "video/quicktime" if data[8:12] == b"qt  " else "video/mp4"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "video/webm" if b"webm" in data[:64] else "video/x-matroska"
+    if data[:1] == b"\x47" and data[188:189] == b"\x47":
+        return "video/mp2t"
+    if data[:4] == b"\x00\x00\x01\xba":
+        return "video/mpeg"
     return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), "application/octet-stream")
+
+
+@dataclass(frozen=True, slots=True)
+class ClipFile:
+    """A stored clip, served from its file (so a player can ask for byte ranges)."""
+
+    path: Path
+    media_type: str
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +101,47 @@ class MediaService:
             )
             return Media.of(self.store.get(image.sha256))
 
-    def face_crop(self, actor: Principal, face_id: int) -> Media:
-        """A probe face cropped with a margin from its still, as JPEG (audited like the still)."""
+    def clip(self, actor: Principal, image_id: int, *, record_view: bool = True) -> ClipFile:
+        """The stored clip, unchanged, for someone who may see its submission; the view is audited with the
+        clip's sha256 (``record_view`` False: a player's later byte range of a view already recorded)."""
+        with self.factory() as session, session.begin():
+            image = self._probe(session, actor, image_id)
+            if image.media != CLIP:
+                raise NotFound(f"probe image {image_id} is not a clip")
+            if record_view:
+                audit.append(
+                    session,
+                    actor,
+                    "probe_clip_viewed",
+                    "probe_image",
+                    image_id,
+                    submission_id=image.submission_id,
+                    clip_sha256=image.sha256,
+                )
+            path = self.store.path_for(image.sha256)
+        with path.open("rb") as head:
+            return ClipFile(path, media_type(head.read(256)), image.sha256)
+
+    def _face_still(self, actor: Principal, face_id: int, *, crop: bool) -> tuple[bytes, list[float]]:
+        """The still a probe face is in (a clip's face: its shot) and the face's box; the view is audited."""
         with self.factory() as session, session.begin():
             face = session.get(ProbeFace, face_id)
             if face is None:
                 raise NotFound(f"probe face {face_id} not found")
             image = self._probe(session, actor, face.probe_image_id)
             audit.append(
-                session, actor, "probe_image_viewed", "probe_face", face_id, crop=True, probe_image_id=image.id
+                session, actor, "probe_image_viewed", "probe_face", face_id, crop=crop, probe_image_id=image.id
             )
-            data, box = self.store.get(image.sha256), face.box
+            return self.store.get(face.frame_sha256 or image.sha256), list(face.box)
+
+    def face_still(self, actor: Principal, face_id: int) -> Media:
+        """The whole still a probe face was found in: the still itself, or a clip's shot (audited)."""
+        return Media.of(self._face_still(actor, face_id, crop=False)[0])
+
+    def face_crop(self, actor: Principal, face_id: int) -> Media:
+        """A probe face cropped with a margin from its still (a clip's face: its shot), as JPEG (audited
+        like the still)."""
+        data, box = self._face_still(actor, face_id, crop=True)
         import cv2  # only here: the storage tier's other commands never load OpenCV
 
         pixels = self.decode(data)

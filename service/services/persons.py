@@ -1,5 +1,7 @@
 """Persons within an incident (service.domain.persons): grouped, searched with a fused score, stored.
 
+A clip's tracks are persons too, stored by the worker with the shots' faces (``store_tracks``).
+
 When the last still of an incident of a submission is processed, the worker asks for its persons:
 the incident's faces are grouped (two faces of one still are never one person), each person with
 a searched face is searched as one unit — every member scored exactly against every subject any
@@ -24,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.models import Candidate, PersonCandidate, ProbeFace, ProbeImage, ProbePerson, Submission
 from service.db.vectors import embedding_from_bytes
+from service.domain.clips import STILL
 from service.domain.persons import Fusion, MemberFace, evidence_weight, fuse, group_faces
 from service.domain.roles import Principal, Role
 from service.domain.search import FaceOutcome
@@ -72,6 +75,18 @@ class PersonHit:
             "best_face_id": self.best_face_id,
             "best_face_score": self.best_face_score,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrack:
+    """A clip's track as the worker stores it: its shots' stored face ids, in time order, and its
+    candidates (``best_face_id`` a stored face id), or None if no shot was searched."""
+
+    clip_image_id: int
+    start_s: float
+    end_s: float
+    face_ids: list[int]
+    hits: list[PersonHit] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,11 +179,16 @@ class PersonBuilder:
 
     @staticmethod
     def _faces_query(submission_id: int, reference: str, image_id: int | None) -> Select[ProbeFace]:
-        """The faces with an embedding of one incident of a submission, or of one still."""
+        """The faces with an embedding of one incident's stills in a submission, or of one still (a
+        clip's faces are its tracks' shots: each track is a person already)."""
         query = (
             select(ProbeFace)
             .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
-            .where(ProbeImage.submission_id == submission_id, ProbeFace.embedding.is_not(None))
+            .where(
+                ProbeImage.submission_id == submission_id,
+                ProbeImage.media == STILL,
+                ProbeFace.embedding.is_not(None),
+            )
             .order_by(ProbeFace.id)
         )
         if image_id is not None:
@@ -182,6 +202,7 @@ class PersonBuilder:
                 select(ProbeImage.id).where(
                     ProbeImage.submission_id == submission_id,
                     ProbeImage.incident_reference == reference,
+                    ProbeImage.media == STILL,
                     ProbeImage.status.in_(UNFINISHED),
                 )
             )
@@ -242,6 +263,11 @@ class PersonBuilder:
             return None
         if len(person) == 1:
             return []  # a person of one: its candidates are its face's own (copied when stored)
+        return self.search_members(person)
+
+    def search_members(self, person: list[MemberFace]) -> list[PersonHit]:
+        """The fused candidates of a person of several faces (an incident's, or a track's shots): every
+        member scored exactly against every subject any member brought up, the scores fused."""
         queries = np.stack([f.embedding for f in person])
         found = self.searcher.search(queries, self.searcher.holder.pack_id, k=self.top_k)
         subjects = sorted({hit.subject_id for hits in found for hit in hits})
@@ -288,42 +314,69 @@ class PersonBuilder:
                 )
                 session.execute(delete(PersonCandidate).where(PersonCandidate.person_id.in_(loaded.replaced)))
                 session.execute(delete(ProbePerson).where(ProbePerson.id.in_(loaded.replaced)))
-            submitter = Principal(username=submission.submitted_by, role=Role(submission.submitted_role), via="worker")
             for person, person_hits in zip(persons, hits, strict=True):
-                row = ProbePerson(
-                    submission_id=submission_id,
-                    incident_reference=reference,
-                    searched=person_hits is not None,
-                    fusion=self.fusion.value,
-                    threshold=self.threshold if len(person) > 1 else self.searcher.threshold,
-                )
-                session.add(row)
-                session.flush()
                 face_ids = [f.face_id for f in person]
-                session.execute(update(ProbeFace).where(ProbeFace.id.in_(face_ids)).values(person_id=row.id))
                 if person_hits is not None and len(person) == 1:
                     person_hits = self._own_candidates(session, person[0].face_id)
-                if person_hits:
-                    session.execute(insert(PersonCandidate), [h.row(row.id) for h in person_hits])
-                if person_hits is not None and len(person) > 1:
-                    audit.append(
-                        session,
-                        submitter,
-                        "person_search",
-                        "probe_person",
-                        row.id,
-                        submission_id=submission_id,
-                        case_reference=submission.case_reference,
-                        purpose=submission.purpose,
-                        incident_reference=reference,
-                        face_ids=face_ids,
-                        fusion=self.fusion.value,
-                        pack=submission.pack_id,
-                        threshold=self.threshold,
-                        candidates_returned=len(person_hits),
-                        candidate_subject_ids=sorted({h.subject_id for h in person_hits}),
-                    )
+                self._add_person(session, submission, reference, face_ids, person_hits)
             return len(persons)
+
+    def store_tracks(
+        self, session: Session, submission_id: int, reference: str, clip_image_id: int, tracks: list[StoredTrack]
+    ) -> None:
+        """A clip's tracks as persons, in the caller's transaction (the worker's, which stores the shots'
+        faces): each with its fused candidates, or its one shot's own."""
+        submission = session.get(Submission, submission_id)
+        assert submission is not None
+        for track in tracks:
+            self._add_person(session, submission, reference, track.face_ids, track.hits, track)
+
+    def _add_person(
+        self,
+        session: Session,
+        submission: Submission,
+        reference: str,
+        face_ids: list[int],
+        hits: list[PersonHit] | None,
+        track: StoredTrack | None = None,
+    ) -> int:
+        """One person, its faces and its candidates (None: not searched); a fused search is audited."""
+        row = ProbePerson(
+            submission_id=submission.id,
+            incident_reference=reference,
+            searched=hits is not None,
+            fusion=self.fusion.value,
+            threshold=self.threshold if len(face_ids) > 1 else self.searcher.threshold,
+            clip_image_id=track.clip_image_id if track is not None else None,
+            start_s=track.start_s if track is not None else None,
+            end_s=track.end_s if track is not None else None,
+        )
+        session.add(row)
+        session.flush()
+        session.execute(update(ProbeFace).where(ProbeFace.id.in_(face_ids)).values(person_id=row.id))
+        if hits:
+            session.execute(insert(PersonCandidate), [h.row(row.id) for h in hits])
+        if hits is not None and len(face_ids) > 1:
+            submitter = Principal(username=submission.submitted_by, role=Role(submission.submitted_role), via="worker")
+            audit.append(
+                session,
+                submitter,
+                "person_search",
+                "probe_person",
+                row.id,
+                submission_id=submission.id,
+                case_reference=submission.case_reference,
+                purpose=submission.purpose,
+                incident_reference=reference,
+                face_ids=face_ids,
+                fusion=self.fusion.value,
+                pack=submission.pack_id,
+                threshold=self.threshold,
+                candidates_returned=len(hits),
+                candidate_subject_ids=sorted({h.subject_id for h in hits}),
+                **({"track": {"clip_image_id": track.clip_image_id, "start_s": track.start_s}} if track else {}),
+            )
+        return int(row.id)
 
     def _own_candidates(self, session: Session, face_id: int) -> list[PersonHit]:
         """A person of one: its face's stored candidates, at the face's threshold."""

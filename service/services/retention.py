@@ -3,8 +3,9 @@
 For every submission older than the cut-off, each probe image with no confirmed match is deleted
 with its faces, embeddings, candidates, decisions, job and stored file (unless the same bytes are
 still used elsewhere); an image with a confirmed match keeps that face (and its decisions) and
-loses its other faces. The purge is written to the audit trail with counts only: the trail keeps
-no image and no embedding.
+loses its other faces. A clip is purged like a still: its file, and its shots' stills with their
+faces (a clip with a confirmed match keeps that shot). The purge is written to the audit trail
+with counts only: the trail keeps no image and no embedding.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class RetentionService:
                         continue  # still queued or processing: never purge unfinished work
                     keep = [f for f in image.faces if _confirmed(f)]
                     drop = [f for f in image.faces if not _confirmed(f)]
+                    digests.extend(f.frame_sha256 for f in drop if f.frame_sha256)  # a clip's shots
                     if keep:
                         for face in drop:
                             session.delete(face)
@@ -92,8 +94,10 @@ class RetentionService:
             )
         with self.factory() as session:
             for digest in sorted(set(digests)):
-                in_use = session.scalar(select(func.count()).where(ProbeImage.sha256 == digest)) or session.scalar(
-                    select(func.count()).where(CustodyImage.sha256 == digest)
+                in_use = (
+                    session.scalar(select(func.count()).where(ProbeImage.sha256 == digest))
+                    or session.scalar(select(func.count()).where(ProbeFace.frame_sha256 == digest))
+                    or session.scalar(select(func.count()).where(CustodyImage.sha256 == digest))
                 )
                 if not in_use and self.store.delete(digest):
                     stats["files_deleted"] += 1

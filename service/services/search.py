@@ -13,6 +13,7 @@ from service.db.engine import read_session
 from service.db.image_store import sha256_bytes
 from service.db.models import FaceTemplate, Subject
 from service.db.queries import subject_scores
+from service.domain.faces import FaceRecord
 from service.domain.roles import Permission, Principal
 from service.domain.search import CandidateHit, FaceOutcome, require_case_and_purpose
 from service.embeddings.pipeline import FacePipeline
@@ -108,12 +109,22 @@ def analyse_and_search(
 
     Inference runs outside any database transaction; only the candidate look-up uses one.
     """
-    faces = pipeline.analyse(image).faces
+    return search_faces(searcher, pipeline.pack_id, pipeline.analyse(image).faces, search_poor_faces, threshold)
+
+
+def search_faces(
+    searcher: GallerySearcher,
+    pack_id: str,
+    faces: list[FaceRecord],
+    search_poor_faces: bool,
+    threshold: float | None = None,
+) -> list[FaceOutcome]:
+    """Analysed faces (a still's, or a clip's best shots) searched: usable ones, or all on override."""
     to_search = [i for i, f in enumerate(faces) if f.quality.usable or search_poor_faces]
     hits: dict[int, list[CandidateHit]] = {}
     if to_search:
         queries = np.stack([faces[i].embedding for i in to_search])
-        found_all = searcher.search(queries, pipeline.pack_id, threshold=threshold)
+        found_all = searcher.search(queries, pack_id, threshold=threshold)
         for i, found in zip(to_search, found_all, strict=True):
             hits[i] = found
     return [

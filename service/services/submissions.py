@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,7 +14,17 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
-from service.db.models import Candidate, Job, PersonCandidate, ProbeFace, ProbeImage, ProbePerson, Submission
+from service.db.models import (
+    Candidate,
+    ClipSegment,
+    Job,
+    PersonCandidate,
+    ProbeFace,
+    ProbeImage,
+    ProbePerson,
+    Submission,
+)
+from service.domain.clips import CLIP, STILL, shot_captured_at
 from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Principal
 from service.domain.search import require_case_and_purpose
@@ -22,6 +32,7 @@ from service.errors import InvalidRequest, NotFound, PayloadTooLarge, ServiceErr
 from service.services import audit
 from service.services.views import (
     CandidateOut,
+    ClipOut,
     ImageError,
     PersonCandidateOut,
     PersonOut,
@@ -30,14 +41,47 @@ from service.services.views import (
     Progress,
     Quality,
     ReviewInfo,
+    ShotOut,
     StoredFaceOut,
     SubmissionDetail,
     SubmissionResults,
     SubmissionSummary,
+    TrackOut,
 )
+from service.video.formats import SNIFF_BYTES, looks_like_clip
 
 # Decodes an upload's bytes into pixels, or raises a typed error (``service.embeddings.decode``).
 Decoder = Callable[[bytes], NDArray[np.uint8]]
+
+
+class ClipFacts(Protocol):
+    """What a clip's check found (``service.video.clips.ClipInfo``)."""
+
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def duration_s(self) -> float: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+# Checks a clip's bytes whole and decodable within the limits, or raises ``ClipUnreadable``.
+ClipProber = Callable[[bytes], ClipFacts]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An upload found acceptable: its frame size, and a clip's facts."""
+
+    width: int
+    height: int
+    clip: ClipFacts | None = None
+
+    @property
+    def media(self) -> str:
+        return CLIP if self.clip is not None else STILL
+
 
 IMAGE_STATUSES = ("queued", "processing", "done", "failed")
 
@@ -57,17 +101,30 @@ def visible_submission(session: Session, actor: Principal, submission_id: int) -
     return submission
 
 
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    still_bytes: int
+    clip_bytes: int
+
+
 class SubmissionService:
-    """Needs no model: uploads are validated by ``decode``, the pack named by ``pack_id``."""
+    """Needs no model: stills are validated by ``decode``, clips by ``probe_clip``, the pack named by ``pack_id``."""
 
     def __init__(
-        self, factory: sessionmaker[Session], store: ImageStore, decode: Decoder, pack_id: str, max_bytes: int
+        self,
+        factory: sessionmaker[Session],
+        store: ImageStore,
+        decode: Decoder,
+        probe_clip: ClipProber,
+        pack_id: str,
+        limits: UploadLimits,
     ) -> None:
         self.factory = factory
         self.store = store
         self.decode = decode
+        self.probe_clip = probe_clip
         self.pack_id = pack_id
-        self.max_bytes = max_bytes
+        self.limits = limits
 
     def create(self, actor: Principal, case_reference: str, purpose: str, search_poor_faces: bool = False) -> int:
         require_case_and_purpose(case_reference, purpose)
@@ -94,17 +151,23 @@ class SubmissionService:
             )
             return int(submission.id)
 
-    def validate(self, upload: Upload) -> tuple[int, int]:
-        """Refuse an upload that is over-size or not a decodable image; returns its size."""
-        if len(upload.data) > self.max_bytes:
+    def validate(self, upload: Upload) -> Checked:
+        """Refuse an upload that is over-size, or not a decodable still or a whole, decodable clip."""
+        clip = looks_like_clip(upload.data[:SNIFF_BYTES], upload.file_name)
+        limit = self.limits.clip_bytes if clip else self.limits.still_bytes
+        if len(upload.data) > limit:
+            kind = "clip" if clip else "still"
             raise PayloadTooLarge(
-                f"{upload.file_name}: {len(upload.data)} bytes exceeds the limit of {self.max_bytes} bytes"
+                f"{upload.file_name}: {len(upload.data)} bytes exceeds the limit of {limit} bytes for a {kind}"
             )
         try:
+            if clip:
+                facts = self.probe_clip(upload.data)
+                return Checked(facts.width, facts.height, facts)
             image = self.decode(upload.data)
         except ServiceError as exc:
-            raise type(exc)(f"{upload.file_name}: {exc.message}") from exc
-        return int(image.shape[1]), int(image.shape[0])
+            raise type(exc)(f"{upload.file_name}: {exc.message}", code=exc.code) from exc
+        return Checked(int(image.shape[1]), int(image.shape[0]))
 
     def add_images(self, actor: Principal, submission_id: int, uploads: list[Upload]) -> list[int]:
         """Store every upload and queue it, or (if any is bad) store none of them."""
@@ -114,7 +177,7 @@ class SubmissionService:
             submission = visible_submission(session, actor, submission_id)
             if submission.submitted_by != actor.username:
                 raise NotFound(f"submission {submission_id} not found")
-        sizes = [self.validate(upload) for upload in uploads]
+        checked = [self.validate(upload) for upload in uploads]
         digests = [self.store.put(upload.data) for upload in uploads]
         rows = [
             {
@@ -123,19 +186,30 @@ class SubmissionService:
                 "sha256": digest,
                 "size_bytes": len(upload.data),
                 **asdict(upload.provenance),  # its fields are the probe image's provenance columns
-                "width": width,
-                "height": height,
+                "width": check.width,
+                "height": check.height,
+                "media": check.media,
+                "duration_s": check.clip.duration_s if check.clip is not None else None,
+                "clip": check.clip.to_dict() if check.clip is not None else None,
                 "status": "queued",
             }
-            for upload, digest, (width, height) in zip(uploads, digests, sizes, strict=True)
+            for upload, digest, check in zip(uploads, digests, checked, strict=True)
         ]
         with self.factory() as session, session.begin():
             # Bulk inserts: the images (their ids come back in upload order), then one job each.
             returning = insert(ProbeImage).returning(ProbeImage.id, sort_by_parameter_order=True)
             ids = [int(i) for i in session.scalars(returning, rows).all()]
             session.execute(insert(Job), [{"probe_image_id": i, "status": "queued"} for i in ids])
+            clips = [i for i, check in zip(ids, checked, strict=True) if check.clip is not None]
             audit.append(
-                session, actor, "images_uploaded", "submission", submission_id, image_ids=ids, image_sha256=digests
+                session,
+                actor,
+                "images_uploaded",
+                "submission",
+                submission_id,
+                image_ids=ids,
+                image_sha256=digests,
+                **({"clip_ids": clips} if clips else {}),
             )
         return ids
 
@@ -180,6 +254,7 @@ class SubmissionService:
         )
         total = sum(counts.values())
         finished = counts.get("done", 0) + counts.get("failed", 0)
+        footage = _footage(session, submission.id)
         if total == 0:
             status = "open"
         elif finished == total:
@@ -197,7 +272,12 @@ class SubmissionService:
             "pack_id": submission.pack_id,
             "created_at": submission.created_at,
             "status": status,
-            "progress": Progress(total=total, **{s: int(counts.get(s, 0)) for s in IMAGE_STATUSES}),
+            "progress": Progress(
+                total=total,
+                **{s: int(counts.get(s, 0)) for s in IMAGE_STATUSES},
+                footage_s=round(sum(length for length, _ in footage.values()), 3),
+                footage_done_s=round(sum(done for _, done in footage.values()), 3),
+            ),
         }
 
     def list_visible(self, actor: Principal, limit: int = 100, offset: int = 0) -> list[SubmissionSummary]:
@@ -211,7 +291,8 @@ class SubmissionService:
         """Progress and every image's status with its provenance."""
         with read_session(self.factory) as session:
             submission = visible_submission(session, actor, submission_id)
-            images = [ProbeImageStatus(**_image_fields(image)) for image in submission.images]
+            footage = _footage(session, submission_id)
+            images = [ProbeImageStatus(**_image_fields(image, footage)) for image in submission.images]
             return SubmissionDetail(**self._summary_fields(session, submission), images=images)
 
     def results(self, actor: Principal, submission_id: int) -> SubmissionResults:
@@ -238,18 +319,20 @@ class SubmissionService:
                     selectinload(ProbePerson.candidates).selectinload(PersonCandidate.subject),
                 )
             ).all()
+            footage = _footage(session, submission_id)
+            by_id = {image.id: image for image in images}
             return SubmissionResults(
                 **self._summary_fields(session, submission),
                 images=[
                     ProbeImageResult(
-                        **_image_fields(image),
+                        **_image_fields(image, footage),
                         width=image.width,
                         height=image.height,
-                        faces=[_stored_face(face) for face in image.faces],
+                        faces=[_stored_face(face, image) for face in image.faces],
                     )
                     for image in images
                 ],
-                persons=[_person(person) for person in persons],
+                persons=[_person(person, by_id) for person in persons],
             )
 
     def submission_of_face(self, actor: Principal, face_id: int) -> int:
@@ -270,11 +353,41 @@ class SubmissionService:
             return int(visible_submission(session, actor, person.submission_id).id)
 
 
-def _image_fields(image: ProbeImage) -> dict[str, Any]:
-    """A probe image's status and provenance (R8)."""
+def _footage(session: Session, submission_id: int) -> dict[int, tuple[float, float]]:
+    """Each clip's seconds of footage and seconds processed: all of a finished clip's, else its
+    stored segments'."""
+    clips = session.execute(
+        select(ProbeImage.id, ProbeImage.duration_s, ProbeImage.status).where(
+            ProbeImage.submission_id == submission_id, ProbeImage.media == CLIP
+        )
+    ).all()
+    if not clips:
+        return {}
+    spans = dict(
+        session.execute(
+            select(ClipSegment.probe_image_id, func.sum(ClipSegment.end_s - ClipSegment.start_s))
+            .where(ClipSegment.probe_image_id.in_([i for i, _, _ in clips]))
+            .group_by(ClipSegment.probe_image_id)
+        ).all()
+    )
+    footage = {}
+    for image_id, duration, status in clips:
+        length = float(duration or 0.0)
+        done = length if status in ("done", "failed") else min(length, float(spans.get(image_id) or 0.0))
+        footage[int(image_id)] = (length, done)
+    return footage
+
+
+def _image_fields(image: ProbeImage, footage: dict[int, tuple[float, float]]) -> dict[str, Any]:
+    """A probe image's status and provenance (R8), and a clip's facts and progress."""
+    clip = None
+    if image.media == CLIP and image.clip is not None:
+        clip = ClipOut(**image.clip, done_s=round(footage.get(image.id, (0.0, 0.0))[1], 3))
     return {
         "id": image.id,
         "file": image.file_name,
+        "media": image.media,
+        "clip": clip,
         "status": image.status,
         "error": ImageError(code=image.error_code, message=image.error_message) if image.error_code else None,
         "retailer": image.retailer,
@@ -283,6 +396,7 @@ def _image_fields(image: ProbeImage) -> dict[str, Any]:
         "captured_at": image.captured_at,
         "supplied_by": image.supplied_by,
         "witness_statement": image.witness_statement,
+        "camera": image.camera,
     }
 
 
@@ -297,8 +411,26 @@ def _review_info(row: ProbeFace | ProbePerson) -> ReviewInfo:
     )
 
 
-def _person(person: ProbePerson) -> PersonOut:
+def _track(person: ProbePerson, images: dict[int, ProbeImage]) -> TrackOut | None:
+    clip = images.get(person.clip_image_id) if person.clip_image_id is not None else None
+    if clip is None:
+        return None
+    return TrackOut(
+        image_id=clip.id,
+        file=clip.file_name,
+        start_s=round(person.start_s or 0.0, 3),
+        end_s=round(person.end_s or 0.0, 3),
+        shots=[
+            ShotOut(time_s=face.time_s, face=face.id, captured_at=shot_captured_at(clip.captured_at, face.time_s))
+            for face in sorted(person.faces, key=lambda f: f.time_s or 0.0)
+            if face.time_s is not None
+        ],
+    )
+
+
+def _person(person: ProbePerson, images: dict[int, ProbeImage]) -> PersonOut:
     return PersonOut(
+        track=_track(person, images),
         id=person.id,
         incident_reference=person.incident_reference,
         faces=[face.id for face in person.faces],
@@ -322,9 +454,11 @@ def _person(person: ProbePerson) -> PersonOut:
     )
 
 
-def _stored_face(face: ProbeFace) -> StoredFaceOut:
+def _stored_face(face: ProbeFace, image: ProbeImage) -> StoredFaceOut:
     return StoredFaceOut(
         id=face.id,
+        time_s=face.time_s,
+        captured_at=shot_captured_at(image.captured_at, face.time_s) if face.time_s is not None else None,
         face_index=face.face_index,
         box=face.box,
         landmarks=face.landmarks,

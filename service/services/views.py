@@ -17,6 +17,8 @@ class Progress(BaseModel):
     processing: int
     done: int
     failed: int
+    footage_s: float = Field(default=0.0, description="seconds of footage in the submission's clips")
+    footage_done_s: float = Field(default=0.0, description="seconds of that footage processed")
 
 
 class SubmissionSummary(BaseModel):
@@ -36,17 +38,33 @@ class ImageError(BaseModel):
     message: str | None
 
 
+class ClipOut(BaseModel):
+    """What the check of a clip found when it was uploaded."""
+
+    container: str = Field(description="mp4 | mkv | avi | mpegts | mpeg")
+    codec: str = Field(description="h264 | hevc | mpeg4 | mjpeg")
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    frames: int
+    done_s: float = Field(default=0.0, description="seconds of footage processed so far")
+
+
 class ProbeImageStatus(BaseModel):
     id: int
     file: str
+    media: str = Field(default="image", description="image (a still) | video (a clip)")
     status: str = Field(description="queued | processing | done | failed")
     error: ImageError | None
     retailer: str
     store: str
     incident_reference: str
-    captured_at: datetime | None
+    captured_at: datetime | None = Field(description="when the still was taken; a clip's start")
     supplied_by: str
     witness_statement: bool
+    camera: str = ""
+    clip: ClipOut | None = None
 
 
 class SubmissionDetail(SubmissionSummary):
@@ -92,6 +110,8 @@ class StoredFaceOut(FaceOut):
     id: int
     threshold: float
     review: ReviewInfo
+    time_s: float | None = Field(default=None, description="a clip's face: its shot's seconds from the clip's start")
+    captured_at: datetime | None = Field(default=None, description="a clip's face: the clip's start plus time_s")
 
 
 class ProbeImageResult(ProbeImageStatus):
@@ -111,8 +131,24 @@ class PersonCandidateOut(BaseModel):
     best_face_score: float
 
 
+class ShotOut(BaseModel):
+    time_s: float = Field(description="seconds from the clip's start")
+    face: int = Field(description="the shot's face id")
+    captured_at: datetime | None = Field(default=None, description="the clip's start plus time_s")
+
+
+class TrackOut(BaseModel):
+    """A person followed through a clip: when in view, and the best shots searched."""
+
+    image_id: int = Field(description="the clip's probe image id")
+    file: str
+    start_s: float
+    end_s: float
+    shots: list[ShotOut]
+
+
 class PersonOut(BaseModel):
-    """The faces of one person across an incident's stills, searched as one unit."""
+    """The faces of one person across an incident's stills (or a clip's track), searched as one unit."""
 
     id: int
     incident_reference: str = Field(description="empty for a still without one: a person of one face")
@@ -122,6 +158,7 @@ class PersonOut(BaseModel):
     threshold: float
     review: ReviewInfo
     candidates: list[PersonCandidateOut]
+    track: TrackOut | None = Field(default=None, description="a clip's track: the person is its best shots")
 
 
 class SubmissionResults(SubmissionSummary):

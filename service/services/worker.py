@@ -10,6 +10,7 @@ that is gone (its process on this host no longer exists, or its lease has expire
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -27,11 +28,14 @@ from service.config import WorkerSettings
 from service.db.image_store import ImageStore
 from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
 from service.db.vectors import embedding_to_bytes
+from service.domain.clips import CLIP, STILL
 from service.domain.roles import Principal, Role
 from service.domain.search import FaceOutcome
 from service.embeddings.pipeline import FacePipeline
-from service.errors import ServiceError
+from service.errors import ClipUnreadable, ServiceError
+from service.services.persons import StoredTrack
 from service.services.search import GallerySearcher, analyse_and_search, audit_search
+from service.services.video import ClipJob, ClipOutcome, ClipProcessor, LeaseLost, Shot
 
 if TYPE_CHECKING:
     from service.services.linking import LinkingService
@@ -68,16 +72,31 @@ class JobTicket:
     search_poor: bool
     submitter: Principal
     incident_reference: str = ""
+    media: str = STILL
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class JobOutcome:
-    """One job's result: its faces (done), a failure for good (code, message), or an error to retry."""
+    """One job's result: a still's faces or a clip's tracks (done), a failure for good (code, message),
+    or an error to retry."""
 
     ticket: JobTicket
     faces: list[FaceOutcome] | None = None
+    clip: ClipOutcome | None = None
     failure: tuple[str, str] | None = None
     retry: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.faces is not None or self.clip is not None
+
+    @property
+    def stored_faces(self) -> list[FaceOutcome]:
+        """The faces the job stores: the still's, or the clip's shots' in track order."""
+        if self.clip is not None:
+            return [shot.outcome for shot in self.clip.shots]
+        return self.faces or []
 
 
 class JobWorker:
@@ -90,9 +109,11 @@ class JobWorker:
         settings: WorkerSettings,
         linker: LinkingService | None = None,
         persons: PersonBuilder | None = None,
+        clips: ClipProcessor | None = None,
     ) -> None:
         self.linker = linker  # links the unmatched faces of each processed image (unknown groups)
         self.persons = persons  # groups the faces of each incident its last still completes
+        self.clips = clips  # processes clips in segments; without it a clip fails as unsupported
         self.factory = factory
         self.pipeline = pipeline
         self.searcher = searcher
@@ -104,6 +125,7 @@ class JobWorker:
         # Stores one batch's results while the next batch is analysed (at most one in flight).
         self._writer = self._new_writer()
         self._pending: Future[list[str]] | None = None
+        self.footage: Callable[[float], object] | None = None  # told each clip segment's seconds
 
     # -- leasing -----------------------------------------------------------------------------
     def release_orphans(self) -> int:
@@ -164,7 +186,14 @@ class JobWorker:
             )
             rows = session.execute(
                 select(
-                    Job.id, Job.attempts, ProbeImage.id, ProbeImage.sha256, ProbeImage.incident_reference, Submission
+                    Job.id,
+                    Job.attempts,
+                    ProbeImage.id,
+                    ProbeImage.sha256,
+                    ProbeImage.incident_reference,
+                    ProbeImage.media,
+                    ProbeImage.duration_s,
+                    Submission,
                 )
                 .join(ProbeImage, ProbeImage.id == Job.probe_image_id)
                 .join(Submission, Submission.id == ProbeImage.submission_id)
@@ -186,8 +215,10 @@ class JobWorker:
                     username=submission.submitted_by, role=Role(submission.submitted_role), via="worker"
                 ),
                 incident_reference=str(incident or ""),
+                media=str(media),
+                duration_s=duration,
             )
-            for job_id, attempts, image_id, digest, incident, submission in rows
+            for job_id, attempts, image_id, digest, incident, media, duration, submission in rows
         ]
 
     # -- processing --------------------------------------------------------------------------
@@ -219,8 +250,13 @@ class JobWorker:
 
     def _analyse(self, ticket: JobTicket) -> JobOutcome:
         try:
+            if ticket.media == CLIP:
+                return JobOutcome(ticket, clip=self._analyse_clip(ticket))
             image = self.pipeline.decode(self.store.get(ticket.digest))
             faces = analyse_and_search(self.pipeline, self.searcher, image, ticket.search_poor)
+        except LeaseLost as exc:  # another worker has the job now: leave it to them
+            log.warning("%s", exc.message)
+            return JobOutcome(ticket, retry=exc.message)
         except ServiceError as exc:
             return JobOutcome(ticket, failure=(exc.code, exc.message))
         except FileNotFoundError:
@@ -231,6 +267,12 @@ class JobWorker:
                 return JobOutcome(ticket, retry=repr(exc))
             return JobOutcome(ticket, failure=("processing_error", repr(exc)))
         return JobOutcome(ticket, faces=faces)
+
+    def _analyse_clip(self, ticket: JobTicket) -> ClipOutcome:
+        if self.clips is None:
+            raise ClipUnreadable("this worker does not process clips", code="clip_unsupported")
+        job = ClipJob(ticket.job_id, ticket.image_id, ticket.digest, ticket.duration_s or 0.0, ticket.search_poor)
+        return self.clips.analyse(job, self.name, self.settings.lease_seconds, on_segment=self.footage)
 
     def _store(self, outcomes: list[JobOutcome]) -> list[str]:
         """Everything the batch produced, in one transaction that first re-checks each lease."""
@@ -247,13 +289,13 @@ class JobWorker:
                     .with_for_update()
                 )
             )
-            done: list[tuple[JobTicket, list[FaceOutcome]]] = []
+            done: list[JobOutcome] = []
             for outcome in outcomes:
                 ticket = outcome.ticket
                 if ticket.job_id not in mine:
                     statuses.append("lost_lease")
-                elif outcome.faces is not None:
-                    done.append((ticket, outcome.faces))
+                elif outcome.done:
+                    done.append(outcome)
                     statuses.append("done")
                 elif outcome.retry is not None:
                     session.execute(
@@ -286,27 +328,29 @@ class JobWorker:
             self.persons.build_for_images(finished)
         return statuses
 
-    def _store_done(self, session: Session, done: list[tuple[JobTicket, list[FaceOutcome]]]) -> None:
-        """The faces and candidates of every processed still of a batch, a few statements in all."""
+    def _store_done(self, session: Session, done: list[JobOutcome]) -> None:
+        """The faces and candidates of every processed still and clip of a batch, a few statements in all."""
         threshold = self.searcher.threshold
         face_rows = [
             {
-                "probe_image_id": ticket.image_id,
+                "probe_image_id": outcome.ticket.image_id,
                 "face_index": index,
-                "box": [round(v, 1) for v in outcome.record.face.box],
-                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in outcome.record.face.landmarks],
-                "det_score": round(outcome.record.face.det_score, 4),
-                "quality_score": round(outcome.record.quality.score, 4),
-                "usable": outcome.record.quality.usable,
-                "reasons": list(outcome.record.quality.reasons),
-                "pack_id": outcome.record.pack_id,
-                "embedding": embedding_to_bytes(outcome.record.embedding),
-                "searched": outcome.searched,
-                "poor_face_override": outcome.override,
+                "box": [round(v, 1) for v in face.record.face.box],
+                "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in face.record.face.landmarks],
+                "det_score": round(face.record.face.det_score, 4),
+                "quality_score": round(face.record.quality.score, 4),
+                "usable": face.record.quality.usable,
+                "reasons": list(face.record.quality.reasons),
+                "pack_id": face.record.pack_id,
+                "embedding": embedding_to_bytes(face.record.embedding),
+                "searched": face.searched,
+                "poor_face_override": face.override,
                 "threshold": threshold,
+                "frame_sha256": shot.frame_sha256 if shot is not None else None,
+                "time_s": round(shot.time_s, 3) if shot is not None else None,
             }
-            for ticket, faces in done
-            for index, outcome in enumerate(faces)
+            for outcome in done
+            for index, (face, shot) in enumerate(zip(outcome.stored_faces, _shots_of(outcome), strict=True))
         ]
         face_ids: list[int] = []
         if face_rows:
@@ -315,7 +359,7 @@ class JobWorker:
             returning = insert(ProbeFace).returning(ProbeFace.id, sort_by_parameter_order=True)
             face_ids = [int(i) for i in session.scalars(returning, face_rows).all()]
         ids = iter(face_ids)
-        stored = [[(next(ids), outcome) for outcome in faces] for _, faces in done]
+        stored = [[(next(ids), face) for face in outcome.stored_faces] for outcome in done]
         candidate_rows = [
             {
                 "probe_face_id": face_id,
@@ -326,44 +370,62 @@ class JobWorker:
                 "template_id": hit.template_id,
             }
             for faces in stored
-            for face_id, outcome in faces
-            for hit in outcome.candidates
+            for face_id, face in faces
+            for hit in face.candidates
         ]
         if candidate_rows:
             session.execute(insert(Candidate), candidate_rows)
+        image_ids = [outcome.ticket.image_id for outcome in done]
         session.execute(
-            update(ProbeImage)
-            .where(ProbeImage.id.in_([ticket.image_id for ticket, _ in done]))
-            .values(status="done", processed_at=_now())
+            update(ProbeImage).where(ProbeImage.id.in_(image_ids)).values(status="done", processed_at=_now())
         )
         session.execute(
-            update(Job).where(Job.id.in_([ticket.job_id for ticket, _ in done])).values(status="done", lease_until=None)
+            update(Job).where(Job.id.in_([o.ticket.job_id for o in done])).values(status="done", lease_until=None)
         )
-        if self.persons is not None:  # a still without an incident: each face a person of one, stored with it
+        clips = [(outcome, faces) for outcome, faces in zip(done, stored, strict=True) if outcome.clip is not None]
+        if clips:
+            ClipProcessor.delete_segments(session, [outcome.ticket.image_id for outcome, _ in clips])
+        if self.persons is not None:
+            # A still without an incident: each face a person of one, stored with it; a clip: each
+            # track a person of its shots.
             self.persons.store_alone(
                 session,
                 [
-                    (ticket.submission_id, face_id, outcome)
-                    for (ticket, _), image_faces in zip(done, stored, strict=True)
-                    if not ticket.incident_reference
-                    for face_id, outcome in image_faces
+                    (outcome.ticket.submission_id, face_id, face)
+                    for outcome, faces in zip(done, stored, strict=True)
+                    if outcome.clip is None and not outcome.ticket.incident_reference
+                    for face_id, face in faces
                 ],
             )
-        for (ticket, faces), image_faces in zip(done, stored, strict=True):
+            for outcome, faces in clips:
+                assert outcome.clip is not None
+                self.persons.store_tracks(
+                    session,
+                    outcome.ticket.submission_id,
+                    outcome.ticket.incident_reference,
+                    outcome.ticket.image_id,
+                    _stored_tracks(outcome.ticket.image_id, outcome.clip, [face_id for face_id, _ in faces]),
+                )
+        for outcome, faces in zip(done, stored, strict=True):
+            ticket = outcome.ticket
             if self.linker is not None:
-                self.linker.link_new_faces(session, ticket.image_id, image_faces)
-            if any(o.searched for o in faces):
+                self.linker.link_new_faces(session, ticket.image_id, faces)
+            if any(face.searched for _, face in faces):
+                extra = {}
+                if outcome.clip is not None:
+                    extra = {"media": CLIP, "tracks": len(outcome.clip.tracks), "shots": len(faces)}
                 audit_search(
                     session,
                     ticket.submitter,
                     ticket.image_id,
-                    faces,
+                    [face for _, face in faces],
                     submission_id=ticket.submission_id,
                     case_reference=ticket.case_reference,
                     purpose=ticket.purpose,
                     probe_sha256=ticket.digest,
                     pack=self.pipeline.pack_id,
                     threshold=threshold,
+                    **extra,
                 )
 
     # -- loops -------------------------------------------------------------------------------
@@ -373,9 +435,14 @@ class JobWorker:
         if self.persons is not None:
             self.persons.build_missing()
 
-    def run_until_empty(self, progress: Callable[[int], object] | None = None) -> int:
-        """Process queued jobs until none is left and every result is stored; returns how many."""
+    def run_until_empty(
+        self, progress: Callable[[int], object] | None = None, footage: Callable[[float], object] | None = None
+    ) -> int:
+        """Process queued jobs until none is left and every result is stored; returns how many.
+
+        ``progress`` hears of each batch's jobs, ``footage`` of each clip segment's seconds."""
         self.recover()
+        self.footage = footage
         done = 0
         try:
             while not self.stop_event.is_set():
@@ -386,6 +453,7 @@ class JobWorker:
                 if progress is not None:
                     progress(leased)
         finally:
+            self.footage = None
             self.flush()
         return done
 
@@ -422,3 +490,23 @@ class JobWorker:
     @staticmethod
     def _new_writer() -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfr-store")
+
+
+def _shots_of(outcome: JobOutcome) -> list[Shot | None]:
+    """Each stored face's shot (a clip's), or None (a still's)."""
+    if outcome.clip is not None:
+        return list(outcome.clip.shots)
+    return [None] * len(outcome.stored_faces)
+
+
+def _stored_tracks(clip_image_id: int, clip: ClipOutcome, face_ids: list[int]) -> list[StoredTrack]:
+    """A clip's tracks with their shots' stored face ids (in the order the shots were stored), each
+    candidate's best shot named by its face id."""
+    tracks, ids = [], iter(face_ids)
+    for track in clip.tracks:
+        shot_ids = [next(ids) for _ in track.shots]
+        hits = None
+        if track.hits is not None:
+            hits = [dataclasses.replace(hit, best_face_id=shot_ids[hit.best_face_id]) for hit in track.hits]
+        tracks.append(StoredTrack(clip_image_id, track.start_s, track.end_s, shot_ids, hits))
+    return tracks

@@ -27,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
 
 from service.api.deps import SESSION_COOKIE, RuntimeDep
-from service.api.media import NO_STORE, image_response
+from service.api.media import NO_STORE, clip_response, first_range, image_response
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unauthenticated
@@ -182,7 +182,7 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
     raw = form["_form"]
     files = [f for f in raw.getlist("files") + raw.getlist("folder") if isinstance(f, UploadFile) and f.filename]
     if not files:
-        raise InvalidRequest("choose at least one still to upload")
+        raise InvalidRequest("choose at least one still or clip to upload")
     provenance = ProbeProvenance().updated({name: _text(form, name) for name in PROBE_FIELDS}, "the form")
     submission_id = await run_in_threadpool(
         rt.submissions.create,
@@ -191,13 +191,12 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
         _text(form, "purpose"),
         _text(form, "search_poor_faces") == "true",
     )
-    limit = rt.settings.images.max_bytes
+    # Read one byte past the larger limit: the service refuses a file over its own kind's limit.
+    limit = max(rt.settings.images.max_bytes, rt.settings.video.max_bytes)
     for upload in files:
         name = Path(upload.filename or "upload").name
         data = await upload.read(limit + 1)
         try:
-            if len(data) > limit:
-                raise InvalidRequest(f"{name}: exceeds the limit of {limit} bytes", code="payload_too_large")
             await run_in_threadpool(
                 rt.submissions.add_images, principal, submission_id, [Upload(name, data, provenance)]
             )
@@ -212,7 +211,7 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
 def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     results = rt.submissions.results(principal, submission_id)
-    several = [p for p in results.persons if len(p.faces) > 1]  # a person of one is its face
+    several = [p for p in results.persons if len(p.faces) > 1 or p.track]  # a still's person of one is its face
     return render(request, "submission.html", s=results, images=results.images, persons=several)
 
 
@@ -312,9 +311,18 @@ def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipa
     results = rt.submissions.results(principal, submission_id)
     person = next(p for p in results.persons if p.id == person_id)
     members = [(image, face) for image in results.images for face in image.faces if face.id in person.faces]
+    if person.track is not None:  # a track's shots in time order
+        members.sort(key=lambda member: member[1].time_s or 0.0)
+    clip = next((i for i in results.images if person.track and i.id == person.track.image_id), None)
     chosen = next((c for c in person.candidates if c.id == person.review.candidate_id), None)
     return render(
-        request, "review_person.html", submission_id=submission_id, person=person, members=members, chosen=chosen
+        request,
+        "review_person.html",
+        submission_id=submission_id,
+        person=person,
+        members=members,
+        chosen=chosen,
+        clip=clip,
     )
 
 
@@ -331,6 +339,20 @@ def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Respons
     """The probe face, cropped with a margin, for side-by-side review (audited like the still)."""
     need(principal, "read_own_submissions", "read_all_submissions")
     return image_response(rt.media.face_crop(principal, face_id))
+
+
+@router.get("/ui/faces/{face_id}/still")
+def face_still(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
+    """The whole still the face was found in (a clip's face: its shot), audited."""
+    need(principal, "read_own_submissions", "read_all_submissions")
+    return image_response(rt.media.face_still(principal, face_id))
+
+
+@router.get("/ui/probe-images/{image_id}/clip")
+def probe_clip(request: Request, rt: RuntimeDep, principal: PagePrincipal, image_id: int) -> Response:
+    """The clip, for the player on a track's review page (audited like a still)."""
+    need(principal, "read_own_submissions", "read_all_submissions")
+    return clip_response(rt.media.clip(principal, image_id, record_view=first_range(request)))
 
 
 # -- subjects, audit, admin --------------------------------------------------------------------

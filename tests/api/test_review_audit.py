@@ -233,6 +233,7 @@ def endpoint_table() -> list[tuple[str, str, dict[str, Any], set[str]]]:
         ("POST", "/persons/{person_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/review/queue", {}, {R, C}),
         ("GET", "/probe-images/{image_id}/image", {}, READERS),
+        ("GET", "/probe-images/{image_id}/clip", {}, READERS),
         ("GET", "/candidates/{candidate_id}/image", {}, {R, C}),
         ("GET", "/person-candidates/{candidate_id}/image", {}, {R, C}),
         ("GET", "/audit", {}, {U}),

@@ -31,3 +31,20 @@ def test_migrations_build_the_models_schema(database: str) -> None:
         assert diff == [], "\n".join(map(repr, diff))
     finally:
         engine.dispose()
+
+
+def test_sqlite_keeps_autoincrement_where_the_models_ask_for_it(tmp_path: Any) -> None:
+    """A table rebuilt by a later migration (SQLite's batch mode) keeps AUTOINCREMENT: ids of deleted
+    persons and groups are never reused (audit events and decisions name them)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'auto.db'}")
+    try:
+        migrate(engine)
+        wanted = {name for name, table in Base.metadata.tables.items() if table.kwargs.get("sqlite_autoincrement")}
+        assert wanted >= {"probe_persons", "person_candidates", "unknown_groups", "group_members"}
+        with engine.connect() as conn:
+            sql: dict[str, str] = dict(
+                conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'table'").all()
+            )
+        assert all("AUTOINCREMENT" in sql[name] for name in wanted), {n: sql[n] for n in wanted}
+    finally:
+        engine.dispose()

@@ -25,6 +25,7 @@ from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
+from tests.clips import CLIP, VIDEO
 from tests.conftest import PROJECT_ROOT, lfw_path
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("RFR_SCREENSHOT_DIR", PROJECT_ROOT / "test-output" / "screenshots"))
 PASSWORD = "correct horse battery staple"
 GALLERY = ["Colin_Powell", "Serena_Williams", "Hugo_Chavez", "Ariel_Sharon", "Laura_Bush", "Al_Gore"]
+CLIP_PEOPLE = ["lin-manuel-miranda", "alex-lacamoire"]
 STILLS = [("Colin_Powell", 2), ("Serena_Williams", 3), ("John_Ashcroft", 1), ("Colin_Powell", 3)]
 
 
@@ -61,6 +63,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, settings: Settings, pipelin
     operator = operator_principal()
     for name in GALLERY:
         assert rt.gallery.enrol(operator, name, lfw_path(name, 1).read_bytes(), f"{name}_0001.jpg").status == "enrolled"
+    for name in CLIP_PEOPLE:  # the shared clip's two known people
+        assert (
+            rt.gallery.enrol(operator, name, (VIDEO / f"{name}.png").read_bytes(), f"{name}.png").status == "enrolled"
+        )
     for user, role in (("ana", "analyst"), ("rita", "reviewer"), ("cora", "confirmer"), ("audrey", "auditor")):
         rt.users.create(operator, user, role, PASSWORD)
     port = free_port()
@@ -253,6 +259,21 @@ def test_images_need_a_signed_in_user_and_are_never_cached(server: str, browser:
     page.context.close()
 
 
+def confirm_person(browser: Browser, server: str, person_url: str, screenshot: str) -> None:
+    """The confirmer (not the reviewer) confirms a person's possible match: every member face is confirmed."""
+    page = open_page(browser, server)
+    sign_in(page, "cora")
+    page.goto(person_url)
+    assert "possible match by rita" in page.locator(".first-decision").inner_text()
+    with page.expect_navigation():
+        page.keyboard.press("c")
+    assert "confirmed" in page.locator("h1").inner_text()
+    faces = page.locator("ol.member-faces li")
+    assert faces.count() >= 2 and all("review: confirmed" in faces.nth(i).inner_text() for i in range(faces.count()))
+    shot(page, screenshot)
+    page.context.close()
+
+
 def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, browser: Browser) -> None:
     page = open_page(browser, server)
     sign_in(page, "ana")
@@ -283,14 +304,50 @@ def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, 
     page.context.close()
 
     # A different person confirms it; the decision is on both faces.
+    confirm_person(browser, server, person_url, "14-person-confirmed")
+
+
+def test_a_track_of_a_clip_is_reviewed_and_confirmed_in_the_browser(server: str, browser: Browser) -> None:
     page = open_page(browser, server)
-    sign_in(page, "cora")
-    page.goto(person_url)
-    assert "possible match by rita" in page.locator(".first-decision").inner_text()
-    with page.expect_navigation():
-        page.keyboard.press("c")
-    assert "confirmed" in page.locator("h1").inner_text()
-    faces = page.locator("ol.member-faces li")
-    assert all("review: confirmed" in faces.nth(i).inner_text() for i in range(faces.count()))
-    shot(page, "14-person-confirmed")
+    sign_in(page, "ana")
+    page.goto("/ui/submissions")
+    page.fill("input[name=case_reference]", "OP-LANTERN-9")
+    page.fill("input[name=purpose]", "identify a shop theft suspect from the till camera")
+    page.fill("input[name=incident_reference]", "INC-2026-311")
+    page.fill("input[name=camera]", "till 2")
+    page.set_input_files("input[name=files]", [str(CLIP)])
+    page.click("text=Create sprint and upload")
+    submission_url = page.url
+    page.wait_for_selector("#status:text('complete')", timeout=180_000)
+    page.reload()
+    assert "Footage:" in page.locator("#progress").inner_text()
+    assert page.locator("ol.shots li").count() >= 5
+    shot(page, "15-clip-submission")
     page.context.close()
+
+    # The reviewer opens the track the enrolled man leads: its shots with their times, the clip.
+    page = open_page(browser, server)
+    sign_in(page, "rita")
+    page.goto(submission_url)
+    track = page.locator("ol.persons li", has_text="best candidate lin-manuel-miranda").first
+    assert "Track" in track.inner_text() and "above threshold" in track.inner_text()
+    with page.expect_navigation():
+        track.locator("a.review-person").click()
+    person_url = page.url
+    assert "Track" in page.locator("h1").inner_text()
+    times = page.locator("p.shot-time").all_inner_texts()
+    assert len(times) >= 2 and all(t.startswith("Shot at") for t in times)
+    assert "lin-manuel-miranda" in page.locator("li.cand").first.inner_text()
+    # The clip plays in the page from the track's first shot (H.264 MP4).
+    page.wait_for_function("document.querySelector('#track-video').readyState >= 1", timeout=20_000)
+    start = page.evaluate("document.querySelector('#track-video').currentTime")
+    first = float(times[0].split()[2])
+    assert abs(start - first) < 0.5, (start, first)
+    shot(page, "16-review-track")
+    with page.expect_navigation():
+        page.keyboard.press("p")
+    assert "awaiting confirmation" in page.locator("h1").inner_text()
+    page.context.close()
+
+    # A different person confirms it: every shot of the track is confirmed.
+    confirm_person(browser, server, person_url, "17-track-confirmed")

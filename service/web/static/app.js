@@ -41,6 +41,8 @@
             document.getElementById("done").textContent = s.progress.done;
             document.getElementById("failed").textContent = s.progress.failed;
             document.getElementById("pending").textContent = s.progress.queued + s.progress.processing;
+            const footage = document.getElementById("footage-done");
+            if (footage) footage.textContent = s.progress.footage_done_s.toFixed(1);
             if (s.status === "complete") { window.location.reload(); return; }
           }
         } catch (err) { /* keep polling */ }
