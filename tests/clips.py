@@ -22,6 +22,9 @@ def clip_copies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     made = {
         "cif": DEGRADATIONS["cif"],
         "dvr": DEGRADATIONS["dvr"],
+        "low_fps": DEGRADATIONS["low_fps"],
+        "compressed": DEGRADATIONS["compressed"],
+        "blur": DEGRADATIONS["blur"],
         "mkv_hevc": Degradation("mkv_hevc", codec="hevc", suffix=".mkv", quality=30),
         "avi_mpeg4": Degradation("avi_mpeg4", codec="mpeg4", suffix=".avi", quality=5),
         "mov_mjpeg": Degradation("mov_mjpeg", codec="mjpeg", suffix=".mov", quality=8, size=(320, 180)),

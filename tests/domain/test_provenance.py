@@ -56,4 +56,5 @@ def test_empty_time_is_none_and_a_datetime_is_kept() -> None:
         "captured_at",
         "supplied_by",
         "witness_statement",
+        "camera",
     )

@@ -158,6 +158,17 @@ def test_a_352x288_copy_still_finds_the_enrolled_person(runtime: Runtime, clip_c
     assert all(not any(c.above_threshold for c in p.candidates) for p in strangers(res))
 
 
+@pytest.mark.parametrize("copy", ["low_fps", "compressed", "blur"])
+def test_degraded_copies_still_rank_the_enrolled_person_first(
+    runtime: Runtime, clip_copies: dict[str, Path], copy: str
+) -> None:
+    """6 frames/s; heavy compression (CRF 40); soft (a 1.6 px blur): his close-up track still puts
+    him first, and no stranger's track goes above the threshold."""
+    res = process(runtime, clip_copies[copy])
+    assert any(top(p) == LIN for p in res.persons if len(p.faces) > 1), [(top(p), len(p.faces)) for p in res.persons]
+    assert all(not any(c.above_threshold for c in p.candidates) for p in strangers(res))
+
+
 def test_bad_clips_are_refused_and_nothing_is_stored(runtime: Runtime, clip_copies: dict[str, Path]) -> None:
     submission_id = runtime.submissions.create(ANALYST, "CASE/V/2", "bad clips")
     data = CLIP.read_bytes()
