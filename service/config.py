@@ -135,7 +135,7 @@ class WorkerSettings(BaseModel):
 
 
 class RetentionSettings(BaseModel):
-    days: float = Field(default=31.0, gt=0, description="unconfirmed probes are purged after this many days")
+    days: float = Field(default=31.0, ge=1, description="unconfirmed probes are purged after this many days")
     purge_interval_hours: float = Field(default=6.0, gt=0, description="how often the service runs the purge")
     enabled: bool = True
 

@@ -20,7 +20,7 @@ router = APIRouter(responses=ERRORS, tags=["retention"])
 def purge(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.PURGE)],
-    days: Annotated[float | None, Query(gt=0)] = None,
+    days: Annotated[float | None, Query(ge=1, description="at least one day")] = None,
 ) -> PurgeResult:
     """Run the retention purge now (it also runs periodically in the service)."""
     if days is not None and days > 3650:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.image_store import ImageStore
 from service.db.models import CustodyImage, ProbeFace, ProbeImage, ProbePerson, Submission
 from service.domain.roles import Principal, Role
+from service.errors import InvalidRequest
 from service.services import audit
 from service.services.views import PurgeResult
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from service.services.linking import LinkingService
 
 log = logging.getLogger(__name__)
+
+MIN_RETENTION_DAYS = 1.0
 
 
 def _confirmed(face: ProbeFace) -> bool:
@@ -44,7 +47,11 @@ class RetentionService:
         self.linking = linking  # purged faces leave their unknown groups; empty groups go
 
     def purge(self, actor: Principal, *, now: datetime | None = None, days: float | None = None) -> PurgeResult:
+        """Purge what is older than ``days`` (default: the configured retention), never less than a day:
+        a smaller value (``1e-300``) would delete every unreviewed probe, work in progress included."""
         keep_days = self.days if days is None else days
+        if not keep_days >= MIN_RETENTION_DAYS:  # also refuses NaN
+            raise InvalidRequest(f"a purge keeps at least {MIN_RETENTION_DAYS} day of probes; {days!r} was asked")
         cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
         stats = {
             "submissions": 0,

@@ -23,9 +23,10 @@ from service.db.models import (
     Submission,
 )
 from service.domain.roles import Principal, Role
+from service.errors import InvalidRequest
 from service.runtime import Runtime
 from tests.conftest import lfw_path
-from tests.fixtures import PASSWORD, USERS, auth
+from tests.fixtures import OPERATOR, PASSWORD, USERS, auth
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +346,14 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
         session.commit()
     purged_ids = [i for i, _ in images if i != kept_image]
     purged_digests = [d for i, d in images if i != kept_image]
+    # A retention shorter than a day would delete every unreviewed probe: refused, nothing deleted.
+    for days in ("1e-300", "0.5", "0", "nan"):
+        refused = client.post("/retention/purge", params={"days": days}, headers=auth(tokens, "adam"))
+        assert refused.status_code == 422, (days, refused.text)
+    with pytest.raises(InvalidRequest):
+        runtime.retention.purge(OPERATOR, days=1e-300)
+    with runtime.factory() as session:
+        assert session.scalar(select(func.count()).where(ProbeImage.id.in_(purged_ids))) == len(purged_ids)
     stats = client.post("/retention/purge", headers=auth(tokens, "adam")).json()
     assert stats["images_deleted"] >= 2 and stats["images_kept"] >= 1
 
