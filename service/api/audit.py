@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
 from service.api.media import NO_STORE
+from service.api.schemas import Offset
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.audit import AuditFilter
@@ -28,7 +29,7 @@ def audit_events(
     action: str | None = None,
     object_type: str | None = None,
     object_id: str | None = None,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[AuditEventOut]:
     """The audit trail, filtered (auditors only)."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
-from service.api.schemas import EnrolResult
+from service.api.schemas import EnrolResult, Id, Offset
 from service.domain.provenance import SubjectProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
@@ -57,13 +57,13 @@ def list_subjects(
     _: Annotated[Principal, Allowed(P.READ_GALLERY)],
     custody_reference: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[SubjectOut]:
     return rt.gallery.subjects(custody_reference, limit, offset)
 
 
 @router.get("/gallery/subjects/{subject_id}", response_model=SubjectOut)
-def get_subject(rt: RuntimeDep, _: Annotated[Principal, Allowed(P.READ_GALLERY)], subject_id: int) -> SubjectOut:
+def get_subject(rt: RuntimeDep, _: Annotated[Principal, Allowed(P.READ_GALLERY)], subject_id: Id) -> SubjectOut:
     return rt.gallery.subject(subject_id)
 
 
@@ -71,7 +71,7 @@ def get_subject(rt: RuntimeDep, _: Annotated[Principal, Allowed(P.READ_GALLERY)]
 def delete_subject(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.MANAGE_GALLERY)],
-    subject_id: int,
+    subject_id: Id,
     reason: Annotated[str, Query(max_length=500, description="why (e.g. a deletion request)")] = "",
 ) -> DeletedSubject:
     """Delete a subject on request: records, stored files, templates and index entries, at once."""

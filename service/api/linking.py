@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
+from service.api.schemas import BodyId, Id, Offset
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.linking import models as read
@@ -110,17 +111,17 @@ class ProlificEntry(Spread):
 
 class ConfirmRequest(BaseModel):
     note: str = Field(default="", max_length=4000)
-    expected_version: int | None = None
+    expected_version: BodyId | None = None
 
 
 class SplitRequest(BaseModel):
-    face_ids: list[int] = Field(min_length=1, description="the faces that leave for a new group of their own")
+    face_ids: list[BodyId] = Field(min_length=1, description="the faces that leave for a new group of their own")
     note: str = Field(default="", max_length=4000)
-    expected_version: int | None = None
+    expected_version: BodyId | None = None
 
 
 class MergeRequest(BaseModel):
-    group_ids: list[int] = Field(min_length=2, description="merged into the first one named")
+    group_ids: list[BodyId] = Field(min_length=2, description="merged into the first one named")
     note: str = Field(default="", max_length=4000)
 
 
@@ -140,28 +141,26 @@ def list_unknowns(
     status: Annotated[str | None, Query(pattern="^(open|confirmed)$")] = None,
     min_faces: Annotated[int, Query(ge=1, description="1 includes singletons")] = 2,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[read.GroupEntry]:
     """Unknown repeat offenders: faces with no gallery match linked across submissions, largest first."""
     return rt.linking.list_groups(actor, status=status, min_faces=min_faces, limit=limit, offset=offset)
 
 
 @router.get("/unknowns/{group_id}", response_model=GroupDetail, tags=["prolific"])
-def get_unknown(rt: RuntimeDep, actor: ProlificReader, group_id: int) -> read.GroupDetail:
+def get_unknown(rt: RuntimeDep, actor: ProlificReader, group_id: Id) -> read.GroupDetail:
     """One group: every appearance with retailer, store, incident, time and link score, and its decisions."""
     return rt.linking.group(actor, group_id)
 
 
 @router.post("/unknowns/{group_id}/confirm", response_model=GroupDecisionResult, tags=["prolific"])
-def confirm_unknown(
-    rt: RuntimeDep, actor: GroupReviewer, group_id: int, body: ConfirmRequest
-) -> read.GroupDecisionDone:
+def confirm_unknown(rt: RuntimeDep, actor: GroupReviewer, group_id: Id, body: ConfirmRequest) -> read.GroupDecisionDone:
     """Confirm that a group's faces show one person (an investigative lead, not an identification)."""
     return rt.linking.confirm(actor, group_id, body.note, body.expected_version)
 
 
 @router.post("/unknowns/{group_id}/split", response_model=GroupDecisionResult, tags=["prolific"])
-def split_unknown(rt: RuntimeDep, actor: GroupReviewer, group_id: int, body: SplitRequest) -> read.GroupDecisionDone:
+def split_unknown(rt: RuntimeDep, actor: GroupReviewer, group_id: Id, body: SplitRequest) -> read.GroupDecisionDone:
     """Move the named faces into a new group; automatic linking never merges the two again."""
     return rt.linking.split(actor, group_id, body.face_ids, body.note, body.expected_version)
 
@@ -173,7 +172,7 @@ def merge_unknowns(rt: RuntimeDep, actor: GroupReviewer, body: MergeRequest) -> 
 
 
 @router.get("/subjects/{subject_id}/appearances", response_model=SubjectAppearances, tags=["prolific"])
-def subject_appearances(rt: RuntimeDep, actor: ProlificReader, subject_id: int) -> read.SubjectHistory:
+def subject_appearances(rt: RuntimeDep, actor: ProlificReader, subject_id: Id) -> read.SubjectHistory:
     """A gallery subject's history: every confirmed match with retailer, store, incident and time."""
     return rt.linking.subject_appearances(actor, subject_id)
 

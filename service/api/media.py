@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, Response
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
+from service.api.schemas import Id
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.media import ClipFile, Media
@@ -39,7 +40,7 @@ def clip_response(clip: ClipFile) -> FileResponse:
 def probe_image(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
-    image_id: int,
+    image_id: Id,
 ) -> Response:
     """The stored still (signed-in, authorised users only; never cached; the view is audited)."""
     return image_response(rt.media.probe_image(actor, image_id))
@@ -50,7 +51,7 @@ def probe_clip(
     request: Request,
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
-    image_id: int,
+    image_id: Id,
 ) -> FileResponse:
     """The stored clip, unchanged, with byte ranges for a player (its view is audited with its sha256)."""
     return clip_response(rt.media.clip(actor, image_id, record_view=first_range(request)))
@@ -58,7 +59,7 @@ def probe_clip(
 
 @router.get("/candidates/{candidate_id}/image", response_class=Response)
 def candidate_image(
-    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.REVIEW, P.CONFIRM)], candidate_id: int
+    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.REVIEW, P.CONFIRM)], candidate_id: Id
 ) -> Response:
     """The custody image behind a candidate (its template's image; the view is audited)."""
     return image_response(rt.media.candidate_image(actor, candidate_id))
@@ -66,7 +67,7 @@ def candidate_image(
 
 @router.get("/person-candidates/{candidate_id}/image", response_class=Response)
 def person_candidate_image(
-    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.REVIEW, P.CONFIRM)], candidate_id: int
+    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.REVIEW, P.CONFIRM)], candidate_id: Id
 ) -> Response:
     """The front view of the subject a person's candidate names (the view is audited)."""
     return image_response(rt.media.person_candidate_image(actor, candidate_id))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.schemas import DecisionRequest, DisclosureRequest
+from service.api.schemas import DecisionRequest, DisclosureRequest, Id
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.views import (
@@ -27,7 +27,7 @@ Reader = Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISS
 
 
 @router.post("/faces/{face_id}/decisions", response_model=DecisionOut)
-def decide(rt: RuntimeDep, actor: Reviewer, face_id: int, body: DecisionRequest) -> DecisionOut:
+def decide(rt: RuntimeDep, actor: Reviewer, face_id: Id, body: DecisionRequest) -> DecisionOut:
     """Record a decision on a probe face (see the workflow in the README); 409 on a conflict."""
     return rt.review.decide(
         actor, face_id, body.action, body.outcome, body.candidate_id, body.note, body.expected_version
@@ -35,7 +35,7 @@ def decide(rt: RuntimeDep, actor: Reviewer, face_id: int, body: DecisionRequest)
 
 
 @router.post("/persons/{person_id}/decisions", response_model=PersonDecisionOut)
-def decide_person(rt: RuntimeDep, actor: Reviewer, person_id: int, body: DecisionRequest) -> PersonDecisionOut:
+def decide_person(rt: RuntimeDep, actor: Reviewer, person_id: Id, body: DecisionRequest) -> PersonDecisionOut:
     """Record one decision on a person of an incident (its candidate ids are person candidate ids); every
     member face records it. 409 on a conflict."""
     return rt.review.decide_person(
@@ -44,7 +44,7 @@ def decide_person(rt: RuntimeDep, actor: Reviewer, person_id: int, body: Decisio
 
 
 @router.get("/faces/{face_id}/decisions", response_model=list[DecisionHistoryItem])
-def decision_history(rt: RuntimeDep, _: Reviewer, face_id: int) -> list[DecisionHistoryItem]:
+def decision_history(rt: RuntimeDep, _: Reviewer, face_id: Id) -> list[DecisionHistoryItem]:
     return rt.review.history(face_id)
 
 
@@ -59,14 +59,14 @@ def review_queue(
 
 
 @router.get("/submissions/{submission_id}/report", response_model=SprintReport)
-def report(rt: RuntimeDep, actor: Reader, submission_id: int) -> SprintReport:
+def report(rt: RuntimeDep, actor: Reader, submission_id: Id) -> SprintReport:
     """The sprint's figures: supplied, with a face, usable, searched, candidates, possible, confirmed."""
     return rt.review.report(actor, submission_id)
 
 
 @router.post("/submissions/{submission_id}/disclosures", response_model=Disclosure)
 def disclose(
-    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.DISCLOSE)], submission_id: int, body: DisclosureRequest
+    rt: RuntimeDep, actor: Annotated[Principal, Allowed(P.DISCLOSE)], submission_id: Id, body: DisclosureRequest
 ) -> Disclosure:
     """Export the confirmed matches of a sprint to a named recipient (recorded with the recipient)."""
     return rt.review.disclose(actor, submission_id, body.recipient, body.reason)

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from fastapi import Path, Query
 from pydantic import BaseModel, Field
+
+# Ids and offsets are 64-bit in the database: anything larger is refused (422) before it reaches it.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=0, le=MAX_ID, description="a 64-bit id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 class ErrorBody(BaseModel):
@@ -86,9 +94,9 @@ class TokenOut(BaseModel):
 class DecisionRequest(BaseModel):
     action: str = Field(description="review | confirm | overturn | reopen")
     outcome: str | None = Field(default=None, description="for review: possible_match | no_match | inconclusive")
-    candidate_id: int | None = Field(default=None, description="for possible_match: the candidate's id")
+    candidate_id: BodyId | None = Field(default=None, description="for possible_match: the candidate's id")
     note: str = Field(default="", max_length=4000)
-    expected_version: int | None = Field(default=None, description="the face's review version you decided on")
+    expected_version: BodyId | None = Field(default=None, description="the face's review version you decided on")
 
 
 class DisclosureRequest(BaseModel):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
-from service.api.schemas import SubmissionCreate, UploadAccepted
+from service.api.schemas import Id, Offset, SubmissionCreate, UploadAccepted
 from service.domain.provenance import ProbeProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
@@ -35,7 +35,7 @@ def list_submissions(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[SubmissionSummary]:
     return rt.submissions.list_visible(actor, limit, offset)
 
@@ -71,7 +71,7 @@ def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str |
 def upload_images(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.SUBMIT)],
-    submission_id: int,
+    submission_id: Id,
     files: Annotated[list[UploadFile], File(description="one or more stills or clips")],
     retailer: Annotated[str, Form(max_length=200)] = "",
     store: Annotated[str, Form(max_length=200)] = "",
@@ -105,7 +105,7 @@ def upload_images(
 def get_submission(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
-    submission_id: int,
+    submission_id: Id,
 ) -> SubmissionDetail:
     return rt.submissions.get(actor, submission_id)
 
@@ -114,7 +114,7 @@ def get_submission(
 def submission_results(
     rt: RuntimeDep,
     actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
-    submission_id: int,
+    submission_id: Id,
 ) -> SubmissionResults:
     """Per image and face: quality, whether searched, and the top-k candidates with scores (audited view)."""
     return rt.submissions.results(actor, submission_id)

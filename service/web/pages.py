@@ -28,6 +28,7 @@ from starlette.datastructures import UploadFile
 
 from service.api.deps import SESSION_COOKIE, RuntimeDep
 from service.api.media import NO_STORE, clip_response, first_range, image_response
+from service.api.schemas import Id
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unauthenticated
@@ -208,7 +209,7 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
 
 
 @router.get("/ui/submissions/{submission_id}", response_class=HTMLResponse)
-def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
+def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: Id) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     results = rt.submissions.results(principal, submission_id)
     several = [p for p in results.persons if len(p.faces) > 1 or p.track]  # a still's person of one is its face
@@ -216,7 +217,7 @@ def submission_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, 
 
 
 @router.get("/ui/submissions/{submission_id}/report", response_class=HTMLResponse)
-def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: int) -> HTMLResponse:
+def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, submission_id: Id) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
     report = rt.review.report(principal, submission_id)
     figures = report.figures()
@@ -248,7 +249,7 @@ def _face_context(rt: Runtime, principal: Principal, face_id: int) -> tuple[int,
 
 @router.get("/ui/review/faces/{face_id}", response_class=HTMLResponse)
 def review_face_page(
-    request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: int, state: str = "unreviewed"
+    request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: Id, state: str = "unreviewed"
 ) -> HTMLResponse:
     need(principal, "review", "confirm")
     submission_id, image, face = _face_context(rt, principal, face_id)
@@ -286,7 +287,7 @@ def _decision(form: dict[str, Any]) -> tuple[str, str | None, int | None, str, i
 
 
 @router.post("/ui/review/faces/{face_id}/decide")
-async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
+async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: Id) -> Response:
     need(principal, "review", "confirm")
     form = await check_csrf(request)
     state = _text(form, "state") or "unreviewed"
@@ -304,7 +305,7 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
 
 
 @router.get("/ui/review/persons/{person_id}", response_class=HTMLResponse)
-def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: int) -> HTMLResponse:
+def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: Id) -> HTMLResponse:
     """A person of an incident: every member face beside the person's fused candidates, one decision."""
     need(principal, "review", "confirm")
     submission_id = rt.submissions.submission_of_person(principal, person_id)
@@ -327,7 +328,7 @@ def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipa
 
 
 @router.post("/ui/review/persons/{person_id}/decide")
-async def decide_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: int) -> Response:
+async def decide_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: Id) -> Response:
     need(principal, "review", "confirm")
     form = await check_csrf(request)
     await run_in_threadpool(rt.review.decide_person, principal, person_id, *_decision(form))
@@ -335,21 +336,21 @@ async def decide_person_page(request: Request, rt: RuntimeDep, principal: PagePr
 
 
 @router.get("/ui/faces/{face_id}/crop")
-def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
+def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: Id) -> Response:
     """The probe face, cropped with a margin, for side-by-side review (audited like the still)."""
     need(principal, "read_own_submissions", "read_all_submissions")
     return image_response(rt.media.face_crop(principal, face_id))
 
 
 @router.get("/ui/faces/{face_id}/still")
-def face_still(rt: RuntimeDep, principal: PagePrincipal, face_id: int) -> Response:
+def face_still(rt: RuntimeDep, principal: PagePrincipal, face_id: Id) -> Response:
     """The whole still the face was found in (a clip's face: its shot), audited."""
     need(principal, "read_own_submissions", "read_all_submissions")
     return image_response(rt.media.face_still(principal, face_id))
 
 
 @router.get("/ui/probe-images/{image_id}/clip")
-def probe_clip(request: Request, rt: RuntimeDep, principal: PagePrincipal, image_id: int) -> Response:
+def probe_clip(request: Request, rt: RuntimeDep, principal: PagePrincipal, image_id: Id) -> Response:
     """The clip, for the player on a track's review page (audited like a still)."""
     need(principal, "read_own_submissions", "read_all_submissions")
     return clip_response(rt.media.clip(principal, image_id, record_view=first_range(request)))
@@ -359,7 +360,7 @@ def probe_clip(request: Request, rt: RuntimeDep, principal: PagePrincipal, image
 
 
 @router.get("/ui/subjects/{subject_id}", response_class=HTMLResponse)
-def subject_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, subject_id: int) -> HTMLResponse:
+def subject_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, subject_id: Id) -> HTMLResponse:
     need(principal, "read_gallery")
     subject = rt.gallery.subject(subject_id)
     history = rt.linking.subject_appearances(principal, subject_id)  # audited, as the API's read
@@ -367,7 +368,7 @@ def subject_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, sub
 
 
 @router.get("/ui/custody-images/{image_id}")
-def custody_image(rt: RuntimeDep, principal: PagePrincipal, image_id: int) -> Response:
+def custody_image(rt: RuntimeDep, principal: PagePrincipal, image_id: Id) -> Response:
     need(principal, "read_gallery")
     return image_response(rt.media.custody_image(principal, image_id))
 

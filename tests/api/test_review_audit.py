@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -376,3 +377,35 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
     assert event["details"]["images_deleted"] == stats["images_deleted"]
     assert "sha256" not in json.dumps(event["details"]), "the trail keeps no image hash of purged probes"
     assert client.get("/audit/verify", headers=auth(tokens, "audrey")).json()["ok"] is True
+
+
+BEYOND_64_BITS = 2**63  # one past the largest id the database holds
+
+
+def test_ids_and_offsets_beyond_64_bits_are_refused_not_a_500(client: TestClient, tokens: dict[str, str]) -> None:
+    users_by_role = {role.value: name for name, role in reversed(USERS.items())}
+    checked = 0
+    for method, template, kwargs, allowed in endpoint_table():
+        if "{" not in template or not allowed:
+            continue
+        path = re.sub(r"\{\w+\}", str(BEYOND_64_BITS), template)
+        user = users_by_role[sorted(allowed)[0]]
+        response = client.request(method, path, headers=auth(tokens, user), **kwargs)
+        assert response.status_code in (404, 422), (method, path, response.status_code, response.text[:200])
+        checked += 1
+    assert checked >= 20
+    headers = auth(tokens, "adam")
+    for query in ("offset=1e20", f"offset={BEYOND_64_BITS}", "offset=-1"):
+        assert client.get(f"/gallery/subjects?{query}", headers=headers).status_code == 422, query
+    assert client.get(f"/audit?after_seq={BEYOND_64_BITS}", headers=auth(tokens, "audrey")).status_code == 422
+    reviewer = auth(tokens, "rita")
+    bodies = [
+        ("/unknowns/merge", {"group_ids": [BEYOND_64_BITS, 1]}),
+        ("/unknowns/1/split", {"face_ids": [BEYOND_64_BITS]}),
+        ("/unknowns/1/confirm", {"expected_version": BEYOND_64_BITS}),
+        ("/faces/1/decisions", {"action": "review", "outcome": "possible_match", "candidate_id": BEYOND_64_BITS}),
+        ("/faces/1/decisions", {"action": "review", "outcome": "no_match", "expected_version": BEYOND_64_BITS}),
+    ]
+    for path, body in bodies:
+        response = client.post(path, json=body, headers=reviewer)
+        assert response.status_code == 422, (path, response.status_code, response.text[:200])
