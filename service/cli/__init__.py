@@ -35,9 +35,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options of every command, accepted before or after the command's name (``rfr users list --data-dir D``).
+GLOBAL_OPTIONS = {"--data-dir": True, "--pack": True, "-v": False, "--verbose": False}  # name: takes a value
+
+
+def globals_first(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the global options (and their values) moved before the command."""
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            rest.extend(argv[i:])
+            break
+        name = token.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            takes_value = GLOBAL_OPTIONS[name] and "=" not in token
+            moved.extend(argv[i : i + 2] if takes_value else [token])
+            i += 2 if takes_value else 1
+            continue
+        rest.append(token)
+        i += 1
+    return moved + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(globals_first(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr)
     try:
         code: int = args.func(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from service.cli.common import settings
@@ -25,11 +26,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     lock = ServiceLock(config.data_dir)
     if not lock.acquire():
         raise SystemExit(f"rfr serve: a service is already running on {config.data_dir}")
+    host, port = args.host or config.host, args.port or config.port
+    sys.stderr.write(
+        f"rfr serve: http://{host}:{port}/ (pages at /ui, API docs at /docs) on {config.data_dir}; Ctrl-C stops\n"
+    )
+    sys.stderr.flush()
     try:
         uvicorn.run(
             create_app(config),
-            host=args.host or config.host,
-            port=args.port or config.port,
+            host=host,
+            port=port,
             log_level="info" if args.verbose else "warning",
         )
     finally:

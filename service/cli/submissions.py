@@ -46,8 +46,8 @@ def add_parser(sub: Any) -> None:
     search = sub.add_parser("search", help="search one still against the gallery")
     search.add_argument("image")
     search.add_argument("--search-poor-faces", action="store_true")
-    search.add_argument("--case", default="unspecified", help="case or crime reference (recorded)")
-    search.add_argument("--purpose", default="operator one-off search", help="why (recorded)")
+    search.add_argument("--case", required=True, help="case or crime reference (recorded)")
+    search.add_argument("--purpose", required=True, help="why the search is necessary (recorded)")
     search.add_argument("--threshold", type=float, help="operating threshold for this search")
     search.add_argument("--reason", default="", help="why a lower threshold is needed (recorded)")
     search.add_argument("--json", action="store_true")
@@ -126,10 +126,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _print_candidates(candidates: Sequence[CandidateOut | PersonCandidateOut]) -> None:
-    """The first ten candidates, a line each; * marks one above the threshold."""
+    """The first ten candidates, a line each; * marks one above the threshold; a stored one shows its id
+    (what ``rfr review decide --candidate`` takes)."""
     for c in candidates[:10]:
         mark = "*" if c.above_threshold else " "
-        sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}\n")
+        stored = f"  (candidate {c.id})" if c.id is not None else ""
+        sys.stdout.write(f"    {c.rank:>3} {mark} {c.score:.3f}  {c.custody_reference}{stored}\n")
 
 
 def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut], note: str = "") -> None:
@@ -141,7 +143,9 @@ def _print_faces_table(file_name: str, status: str, faces: Sequence[FaceOut], no
         searched = "searched" if face.searched else "not searched"
         time_s = getattr(face, "time_s", None)  # a clip's face: its shot's time
         shot = f" at {time_s:.2f} s" if time_s is not None else ""
-        sys.stdout.write(f"  face {face.face_index}{shot}: quality {quality.score:.2f} ({verdict}); {searched}\n")
+        stored = getattr(face, "id", None)  # a stored face's id (what ``rfr review decide`` takes)
+        label = f"face {face.face_index + 1}" + (f" (id {stored})" if stored is not None else "")
+        sys.stdout.write(f"  {label}{shot}: quality {quality.score:.2f} ({verdict}); {searched}\n")
         _print_candidates(face.candidates)
 
 

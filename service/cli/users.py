@@ -39,9 +39,14 @@ def add_parser(sub: Any) -> None:
 def _read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
         return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("new password: ")
-    if getpass.getpass("again: ") != first:
-        raise SystemExit("passwords differ")
+    if not sys.stdin.isatty():
+        raise SystemExit("rfr users: no terminal to ask for the password on; pipe it in with --password-stdin")
+    try:
+        first = getpass.getpass("new password: ")
+        if getpass.getpass("again: ") != first:
+            raise SystemExit("rfr users: the passwords differ")
+    except EOFError as exc:
+        raise SystemExit("rfr users: no password given") from exc
     return first
 
 
@@ -65,4 +70,7 @@ def cmd_users(args: argparse.Namespace) -> int:
             out = {"users": users.list()}
     if args.json or "token" in out or command == "list":
         emit(out)
+    else:  # a person at a terminal: say what was done
+        done = {"create": f"created {args.role}", "disable": "disabled", "enable": "enabled", "reset": "password reset"}
+        sys.stdout.write(f"user {args.username}: {done[command]}\n")
     return 0

@@ -41,8 +41,10 @@ def check_password_policy(username: str, password: str) -> None:
     lowered = password.lower()
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidRequest(f"password must have at least {MIN_PASSWORD_LENGTH} characters", code="weak_password")
-    if lowered in WELL_KNOWN or lowered.rstrip("0123456789!") in WELL_KNOWN or username.lower() in lowered:
-        raise InvalidRequest("password is a default, well-known or contains the user name", code="weak_password")
+    if lowered in WELL_KNOWN or lowered.rstrip("0123456789!") in WELL_KNOWN:
+        raise InvalidRequest("password is a default or well-known password", code="weak_password")
+    if username.lower() in lowered:
+        raise InvalidRequest(f"password contains the user name {username!r}", code="weak_password")
     if len(set(password)) < 5:
         raise InvalidRequest("password has too few distinct characters", code="weak_password")
 

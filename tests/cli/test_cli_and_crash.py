@@ -114,7 +114,12 @@ def test_cli_import_submit_results_search(tmp_path: Path, database: str, setting
         top = face["candidates"][0]
         assert set(top) >= {"rank", "custody_reference", "score", "above_threshold"}
         assert top["rank"] == 1 and top["custody_reference"] == name and top["above_threshold"]
-    found = run(["search", str(lfw_path("Hugo_Chavez", 4)), "--json"], data_dir, database, settings)
+    found = run(
+        ["search", str(lfw_path("Hugo_Chavez", 4)), "--case", "C-1", "--purpose", "a check", "--json"],
+        data_dir,
+        database,
+        settings,
+    )
     assert found["faces"][0]["candidates"][0]["custody_reference"] == "Hugo_Chavez"
 
     # Two people take the sprint to a confirmed match from the command line.

@@ -3,6 +3,7 @@ ID --json`` gives each track as a person with its ``track``."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -61,3 +62,6 @@ def test_a_clip_goes_in_with_rfr_submit_and_comes_out_as_tracks(
     proc = rfr(["results", str(submitted["submission"])], data_dir, database, settings)
     out, _ = proc.communicate(timeout=120)
     assert "tracks of a clip" in out and "till-camera.mp4" in out and " at " in out
+    # Faces count from 1 as on the pages, with the ids `rfr review decide` takes.
+    assert re.search(r"face 1 \(id \d+\)", out) and re.search(r"\(candidate \d+\)", out)
+    assert "face 0" not in out
