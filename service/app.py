@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from service.api import audit, gallery, health, linking, media, retention, review, search, submissions, users
 from service.api.errors import install_error_handlers
@@ -47,7 +48,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             if runtime is None:
                 rt.close()
 
-    app = FastAPI(
+    # /docs and /redoc from assets served by the service itself (Swagger UI and ReDoc bundled in the
+    # MIT fastapi-offline wheel), never from a public CDN: a police network may not reach one.
+    app: FastAPI = FastAPIOffline(
         title="Retail-crime retrospective face search",
         version="0.1.0",
         description=(

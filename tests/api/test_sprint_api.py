@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,3 +214,16 @@ def test_results_are_stored_once_per_face(runtime: Runtime) -> None:
         assert len(faces) == len(set(faces))
         pairs = session.execute(select(Candidate.probe_face_id, Candidate.subject_id)).all()
         assert len(pairs) == len(set(pairs))
+
+
+def test_the_api_docs_load_nothing_from_outside(client: TestClient) -> None:
+    """/docs and /redoc work on a network without internet: every script and stylesheet is the service's own."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200, page
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), (page, assets)
+        for asset in assets:
+            if asset.endswith((".js", ".css")):
+                response = client.get(asset)
+                assert response.status_code == 200 and len(response.content) > 10_000, asset
