@@ -9,6 +9,7 @@ passwords.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +26,8 @@ from service.services import audit
 from service.services.views import UserOut
 
 MIN_PASSWORD_LENGTH = 12
+# Plain ASCII names only: no control characters (NUL), no look-alike letters from other scripts.
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 WELL_KNOWN = {
     "password", "password1", "password123", "changeme", "changeme123", "admin", "administrator", "admin123",
     "letmein", "welcome", "welcome1", "qwerty", "qwertyuiop", "123456789012", "default", "secret", "rfr",
@@ -74,16 +77,20 @@ class UserService:
 
     def create(self, actor: Principal, username: str, role: str, password: str) -> int:
         name = username.strip()
-        if not name or len(name) > 128 or ":" in name:
-            raise InvalidRequest("user name must be 1-128 characters without ':'")
+        if not USERNAME.fullmatch(name):
+            raise InvalidRequest(
+                "user name must be 1-128 characters: ASCII letters, digits and . _ @ -, starting with a letter or digit"
+            )
         try:
             role_value = Role(role)
         except ValueError as exc:
             raise InvalidRequest(f"unknown role {role!r}; roles: {[r.value for r in Role]}") from exc
         check_password_policy(name, password)
         with self.factory() as session, session.begin():
-            if session.scalar(select(User.id).where(User.username == name)) is not None:
-                raise Conflict(f"user {name!r} already exists")
+            # A name that differs from another only in case (Rita, rita) is refused: it would pass for it.
+            taken = session.scalar(select(User.username).where(func.lower(User.username) == name.lower()))
+            if taken is not None:
+                raise Conflict(f"user {taken!r} already exists" + ("" if taken == name else f" (like {name!r})"))
             user = User(username=name, role=role_value.value, password_hash=_hasher.hash(password))
             session.add(user)
             session.flush()
@@ -99,6 +106,14 @@ class UserService:
     def set_disabled(self, actor: Principal, username: str, disabled: bool) -> None:
         with self.factory() as session, session.begin():
             user = self._user(session, username)
+            if disabled and user.role == Role.ADMIN.value and not user.disabled:
+                others = session.scalar(
+                    select(func.count())
+                    .select_from(User)
+                    .where(User.role == Role.ADMIN.value, User.disabled.is_(False), User.id != user.id)
+                )
+                if not others:
+                    raise Conflict(f"{username!r} is the last enabled admin: enable or create another admin first")
             user.disabled = disabled
             if disabled:
                 session.execute(update(ApiToken).where(ApiToken.user_id == user.id).values(revoked=True))
