@@ -56,6 +56,13 @@ class Unauthenticated(ServiceError):
     http_status = 401
 
 
+class TooManyAttempts(ServiceError):
+    """Sign-in refused for a while after repeated failures for one user name or from one address."""
+
+    code = "too_many_attempts"
+    http_status = 429
+
+
 class Forbidden(ServiceError):
     code = "forbidden"
     http_status = 403

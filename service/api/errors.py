@@ -34,6 +34,7 @@ HTTP_CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "payload_too_large",
+    429: "too_many_attempts",
     415: "unsupported_media_type",
     422: "invalid_request",
 }

@@ -18,9 +18,11 @@ router = APIRouter(responses=ERRORS)
 
 
 @router.post("/auth/login", response_model=LoginResponse, tags=["auth"])
-def login(rt: RuntimeDep, body: LoginRequest, response: Response) -> dict[str, Any]:
-    """Exchange a user name and password for a session token (also set as an HttpOnly cookie)."""
-    token, principal, expires = rt.users.login(body.username, body.password)
+def login(rt: RuntimeDep, body: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
+    """Exchange a user name and password for a session token (also set as an HttpOnly cookie); 429
+    after repeated failures for the user name or from the address."""
+    address = request.client.host if request.client else ""
+    token, principal, expires = rt.users.login(body.username, body.password, address)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", expires=expires)
     return {"token": token, "expires_at": expires, "username": principal.username, "role": principal.role}
 

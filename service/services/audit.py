@@ -68,15 +68,18 @@ def append(
     action: str,
     object_type: str = "",
     object_id: object = "",
+    *,
+    as_role: Any = None,  # str | None (Any, so callers may still pass **details)
     **details: Any,
 ) -> AuditEvent:
-    """Add one event to the chain inside the caller's transaction (written at its next flush)."""
+    """Add one event to the chain inside the caller's transaction (written at its next flush);
+    ``as_role`` records a role other than the actor's (``none`` for someone not signed in)."""
     head = _locked_head(session)
     event = AuditEvent(
         seq=int(head.seq) + 1,
         at=datetime.now(UTC),
         actor=actor.username,
-        role=str(actor.role),
+        role=as_role or str(actor.role),
         action=action,
         object_type=object_type,
         object_id=str(object_id),

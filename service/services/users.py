@@ -8,9 +8,13 @@ passwords.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
+import threading
+import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -21,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.models import ApiToken, User
 from service.domain.roles import Principal, Role
-from service.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
+from service.errors import Conflict, InvalidRequest, NotFound, TooManyAttempts, Unauthenticated
 from service.services import audit
 from service.services.views import UserOut
 
@@ -66,10 +70,68 @@ def _principal(user: User, via: str) -> Principal:
     return Principal(username=user.username, role=Role(user.role), user_id=user.id, via=via)
 
 
+# Who a failed sign-in is recorded as: never the typed name (that goes in the event's details).
+UNAUTHENTICATED = Principal(username="unauthenticated", role=Role.ANALYST, via="api")
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_hasher.verify(password_hash, password))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash no password matches in practice, checked for unknown users so they take as long."""
+    return _hasher.hash(secrets.token_urlsafe(32))
+
+
+class LoginThrottle:
+    """Failed sign-ins in a sliding window, per user name and per address (in this process)."""
+
+    def __init__(self, per_user: int = 5, per_address: int = 20, window_s: float = 900.0) -> None:
+        self.limits = {"user": per_user, "address": per_address}
+        self.window_s = window_s
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        times = self._failures.setdefault(key, deque())
+        while times and times[0] <= now - self.window_s:
+            times.popleft()
+        return times
+
+    def refusal(self, username: str, address: str) -> int:
+        """Seconds to wait before trying again (0: go ahead)."""
+        now = time.monotonic()
+        with self._lock:
+            waits = [
+                self.window_s - (now - times[-self.limits[kind]])
+                for kind, value in (("user", username.lower()), ("address", address))
+                if value and len(times := self._recent((kind, value), now)) >= self.limits[kind]
+            ]
+        return max(1, int(max(waits)) + 1) if waits else 0
+
+    def failed(self, username: str, address: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for kind, value in (("user", username.lower()), ("address", address)):
+                if value:
+                    self._recent((kind, value), now).append(now)
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(("user", username.lower()), None)
+
+
 class UserService:
-    def __init__(self, factory: sessionmaker[Session], session_hours: float) -> None:
+    def __init__(
+        self, factory: sessionmaker[Session], session_hours: float, throttle: LoginThrottle | None = None
+    ) -> None:
         self.factory = factory
         self.session_hours = session_hours
+        self.throttle = throttle or LoginThrottle()
 
     def count(self) -> int:
         with self.factory() as session:
@@ -141,24 +203,35 @@ class UserService:
             audit.append(session, actor, "token_issued", "user", user.id, username=username, kind=kind)
         return token
 
-    def login(self, username: str, password: str) -> tuple[str, Principal, datetime]:
-        """Check a password; on success a session token. Both outcomes are audited."""
+    def login(self, username: str, password: str, address: str = "") -> tuple[str, Principal, datetime]:
+        """Check a password; on success a session token. Both outcomes are audited.
+
+        Unknown users and disabled ones cost the same password check as known ones (the timing tells
+        no one who exists). After repeated failures for a user name, or from an address, sign-in is
+        refused for a while (``TooManyAttempts``, 429), before any password is checked."""
+        typed = username[:128]
+        wait = self.throttle.refusal(typed, address)
+        if wait:
+            with self.factory() as session, session.begin():
+                audit.append(
+                    session, UNAUTHENTICATED, "login_throttled", "user", "", as_role="none",
+                    typed_username=typed, address=address,
+                )  # fmt: skip
+            raise TooManyAttempts(f"too many failed sign-ins: try again in {wait} s")
         with self.factory() as session, session.begin():
             user = session.scalar(select(User).where(User.username == username))
-            ok = False
-            if user is not None and not user.disabled:
-                try:
-                    ok = _hasher.verify(user.password_hash, password)
-                except (VerifyMismatchError, VerificationError, InvalidHashError):
-                    ok = False
+            ok = _verify(user.password_hash if user is not None and not user.disabled else _dummy_hash(), password)
+            ok = ok and user is not None and not user.disabled
             if not ok or user is None:
-                anonymous = Principal(username=username[:128] or "?", role=Role.ANALYST, via="api")
                 audit.append(
                     session,
-                    anonymous,
+                    UNAUTHENTICATED,
                     "login_failed",
                     "user",
                     user.id if user else "",
+                    as_role="none",
+                    typed_username=typed,
+                    address=address,
                     reason="disabled" if user is not None and user.disabled else "bad credentials",
                 )
                 failed = True
@@ -172,7 +245,9 @@ class UserService:
                 principal = _principal(user, "api")
                 audit.append(session, principal, "login", "user", user.id)
         if failed:
+            self.throttle.failed(typed, address)
             raise Unauthenticated("user name or password is wrong, or the account is disabled")
+        self.throttle.succeeded(typed)
         return token, principal, expires
 
     def logout(self, token: str) -> None:

@@ -31,7 +31,7 @@ from service.api.media import NO_STORE, clip_response, first_range, image_respon
 from service.api.schemas import Id
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
-from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, Unauthenticated
+from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, TooManyAttempts, Unauthenticated
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
@@ -131,10 +131,13 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     target = target if target.startswith("/ui") else "/ui"
     try:
         token, _, expires = await run_in_threadpool(
-            rt.users.login, str(form.get("username", "")), str(form.get("password", ""))
+            rt.users.login,
+            str(form.get("username", "")),
+            str(form.get("password", "")),
+            request.client.host if request.client else "",
         )
-    except Unauthenticated as exc:
-        return render(request, "login.html", 401, next=target, error=exc.message)
+    except (Unauthenticated, TooManyAttempts) as exc:
+        return render(request, "login.html", exc.http_status, next=target, error=exc.message)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", expires=expires, path="/")
     return response

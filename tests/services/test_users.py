@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from service.config import Settings
-from service.errors import Conflict, InvalidRequest
+from service.db.models import AuditEvent
+from service.errors import Conflict, InvalidRequest, TooManyAttempts, Unauthenticated
 from service.runtime import Storage
+from service.services.users import LoginThrottle
 from tests.fixtures import OPERATOR, PASSWORD, make_settings
 
 
@@ -51,3 +55,49 @@ def test_the_last_enabled_admin_cannot_be_disabled(storage: Storage) -> None:
     storage.users.set_disabled(OPERATOR, last, True)  # another admin is enabled now
     with pytest.raises(Conflict):
         storage.users.set_disabled(OPERATOR, "ben.admin", True)
+
+
+def test_failed_sign_ins_are_recorded_as_typed_and_throttled(storage: Storage) -> None:
+    storage.users.create(OPERATOR, "wendy", "reviewer", PASSWORD)
+    for _ in range(5):
+        with pytest.raises(Unauthenticated):
+            storage.users.login("wendy", "not the password", "10.0.0.7")
+    # The sixth try is refused before any password is checked, even the right one.
+    with pytest.raises(TooManyAttempts) as refused:
+        storage.users.login("wendy", PASSWORD, "10.0.0.8")
+    assert refused.value.http_status == 429 and "try again in" in refused.value.message
+    # Another user from another address is not held back; a sign-in that succeeds clears its user's count.
+    storage.users.create(OPERATOR, "xena", "reviewer", PASSWORD)
+    token, principal, _ = storage.users.login("xena", PASSWORD, "10.0.0.9")
+    assert token and principal.username == "xena"
+    # Twenty failures from one address, over any names, hold that address back.
+    for i in range(20):
+        with pytest.raises((Unauthenticated, TooManyAttempts)):
+            storage.users.login(f"nobody{i}", "wrong password", "10.0.0.66")
+    with pytest.raises(TooManyAttempts):
+        storage.users.login("xena", PASSWORD, "10.0.0.66")
+    with storage.factory() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(["login_failed", "login_throttled"]))
+        ).all()
+    assert events and all(e.actor == "unauthenticated" and e.role == "none" for e in events)
+    assert {e.details["typed_username"] for e in events} >= {"wendy", "nobody3"}
+    assert any(e.action == "login_throttled" and e.details["typed_username"] == "wendy" for e in events)
+
+
+def test_an_unknown_user_takes_as_long_to_refuse_as_a_known_one(storage: Storage) -> None:
+    """Both check a password hash (the same argon2 work), so timing tells no one who exists.
+    (A ratio, not a time: both are measured here side by side, a few times each.)"""
+    storage.users.create(OPERATOR, "yuri", "analyst", PASSWORD)
+    throttle_free = LoginThrottle(per_user=1000, per_address=1000)
+    storage.users.throttle = throttle_free
+
+    def refuse(name: str) -> float:
+        start = time.perf_counter()
+        with pytest.raises(Unauthenticated):
+            storage.users.login(name, "not the password")
+        return time.perf_counter() - start
+
+    known = min(refuse("yuri") for _ in range(3))
+    unknown = min(refuse("no-such-user") for _ in range(3))
+    assert unknown > known * 0.5, (known, unknown)  # before: ~7x faster for an unknown name
