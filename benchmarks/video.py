@@ -43,9 +43,7 @@ from service.config import Settings, VideoSettings, WorkerSettings
 from service.domain.faces import FaceRecord
 from service.domain.persons import Fusion, evidence_weight, fuse
 from service.embeddings.pipeline import FacePipeline
-from service.video.sampling import FrameSampler
-from service.video.shots import best_shots
-from service.video.tracking import Observation, TrackingParams, track_faces
+from service.services.video import sample_span, tracks_and_shots
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -100,27 +98,15 @@ def build_gallery(pipeline: FacePipeline, distractors: int, extra: dict[str, Pat
 
 
 def analyse_clip(pipeline: FacePipeline, path: Path, video: VideoSettings) -> list[TrackResult]:
-    """The service's sampling, tracking and best shots on one clip, in process."""
-    from service.video.clips import sampled_frames
-
-    sampler = FrameSampler(video.sample_fps, video.dense_fps)
-    times: list[float] = []
-    records: list[FaceRecord] = []
-    for t, pixels in sampled_frames(path, 0.0, math.inf, sampler.wants):
-        found = pipeline.analyse(pixels, video.min_face_px).faces
-        sampler.saw(t, len(found))
-        times.extend([t] * len(found))
-        records.extend(found)
-    observations = [
-        Observation(t, r.face.box, r.face.det_score, r.embedding) for t, r in zip(times, records, strict=True)
-    ]
-    params = TrackingParams(
-        video.track_lost_s, video.track_min_iou, video.join_threshold, video.join_gap_s, video.split_threshold
-    )
+    """The service's own sampling, tracking and best shots on one clip (one span), in process."""
+    sampled, _ = sample_span(pipeline, path, 0.0, math.inf, video)
     tracks = []
-    for track in track_faces(observations, params):
-        ts, rs = [times[i] for i in track], [records[i] for i in track]
-        tracks.append(TrackResult(ts, rs, best_shots(ts, [r.quality.score for r in rs], video.shots_per_track)))
+    for track, shots in tracks_and_shots(sampled, video):
+        tracks.append(
+            TrackResult(
+                [sampled[i].time_s for i in track], [sampled[i].record for i in track], [track.index(i) for i in shots]
+            )
+        )
     return tracks
 
 

@@ -244,7 +244,9 @@ class SubmissionService:
             return int(image.id)
 
     @staticmethod
-    def _summary_fields(session: Session, submission: Submission) -> dict[str, Any]:
+    def _summary_fields(
+        session: Session, submission: Submission, footage: dict[int, tuple[float, float]] | None = None
+    ) -> dict[str, Any]:
         counts = dict(
             session.execute(
                 select(ProbeImage.status, func.count())
@@ -254,7 +256,7 @@ class SubmissionService:
         )
         total = sum(counts.values())
         finished = counts.get("done", 0) + counts.get("failed", 0)
-        footage = _footage(session, submission.id)
+        footage = _footage(session, submission.id) if footage is None else footage
         if total == 0:
             status = "open"
         elif finished == total:
@@ -293,7 +295,7 @@ class SubmissionService:
             submission = visible_submission(session, actor, submission_id)
             footage = _footage(session, submission_id)
             images = [ProbeImageStatus(**_image_fields(image, footage)) for image in submission.images]
-            return SubmissionDetail(**self._summary_fields(session, submission), images=images)
+            return SubmissionDetail(**self._summary_fields(session, submission, footage), images=images)
 
     def results(self, actor: Principal, submission_id: int) -> SubmissionResults:
         """Every image's faces and candidates; the view is recorded in the audit trail (R1)."""
@@ -322,7 +324,7 @@ class SubmissionService:
             footage = _footage(session, submission_id)
             by_id = {image.id: image for image in images}
             return SubmissionResults(
-                **self._summary_fields(session, submission),
+                **self._summary_fields(session, submission, footage),
                 images=[
                     ProbeImageResult(
                         **_image_fields(image, footage),

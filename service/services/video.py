@@ -87,7 +87,6 @@ class TrackOutcome:
 
     start_s: float
     end_s: float
-    faces_seen: int
     shots: list[Shot]
     hits: list[PersonHit] | None
 
@@ -95,8 +94,6 @@ class TrackOutcome:
 @dataclass(frozen=True, slots=True)
 class ClipOutcome:
     tracks: list[TrackOutcome]
-    frames_sampled: int
-    faces_seen: int
 
     @property
     def shots(self) -> list[Shot]:
@@ -118,6 +115,43 @@ def segment_count(duration_s: float, segment_s: float) -> int:
     return max(1, math.ceil(duration_s / segment_s - 1e-9))
 
 
+def tracking_params(video: VideoSettings) -> TrackingParams:
+    return TrackingParams(
+        lost_s=video.track_lost_s,
+        min_iou=video.track_min_iou,
+        join_threshold=video.join_threshold,
+        join_gap_s=video.join_gap_s,
+        split_threshold=video.split_threshold,
+    )
+
+
+def sample_span(
+    pipeline: FacePipeline, path: Path, start: float, end: float, video: VideoSettings
+) -> tuple[list[SampledFace], int]:
+    """Every face of the frames sampled in [start, end) of a clip, and how many frames were sampled."""
+    sampler = FrameSampler(video.sample_fps, video.dense_fps, start)
+    faces: list[SampledFace] = []
+    for t, pixels in sampled_frames(path, start, end, sampler.wants):
+        found = pipeline.analyse(pixels, video.min_face_px).faces
+        sampler.saw(t, len(found))
+        faces.extend(SampledFace(t, record) for record in found)
+    return faces, len(sampler.taken)
+
+
+def tracks_and_shots(sampled: list[SampledFace], video: VideoSettings) -> list[tuple[list[int], list[int]]]:
+    """Each track's faces (indices into ``sampled``, in time order) and its best shots (indices too)."""
+    observations = [
+        Observation(f.time_s, f.record.face.box, f.record.face.det_score, f.record.embedding) for f in sampled
+    ]
+    chosen = []
+    for track in track_faces(observations, tracking_params(video)):
+        picks = best_shots(
+            [sampled[i].time_s for i in track], [sampled[i].record.quality.score for i in track], video.shots_per_track
+        )
+        chosen.append((track, [track[i] for i in picks]))
+    return chosen
+
+
 class ClipProcessor:
     def __init__(
         self,
@@ -134,13 +168,6 @@ class ClipProcessor:
         self.persons = persons
         self.store = store
         self.settings = settings
-        self.tracking = TrackingParams(
-            lost_s=settings.track_lost_s,
-            min_iou=settings.track_min_iou,
-            join_threshold=settings.join_threshold,
-            join_gap_s=settings.join_gap_s,
-            split_threshold=settings.split_threshold,
-        )
 
     def analyse(
         self, job: ClipJob, worker: str, lease_seconds: float, on_segment: Callable[[float], object] | None = None
@@ -154,31 +181,19 @@ class ClipProcessor:
             raise FileNotFoundError(path)
         stored = self._stored_segments(job.image_id)
         count = segment_count(job.duration_s, self.settings.segment_s)
-        frames_sampled = sum(frames for frames, _ in stored.values())
         for index in range(count):
             start = index * self.settings.segment_s
             end = math.inf if index == count - 1 else (index + 1) * self.settings.segment_s
             if index not in stored:
-                faces, frames = self._analyse_span(path, start, end)
+                faces, frames = sample_span(self.pipeline, path, start, end, self.settings)
                 self._store_segment(job, index, start, min(end, job.duration_s), frames, faces, worker, lease_seconds)
-                stored[index] = (frames, faces)
-                frames_sampled += frames
+                stored[index] = faces
             if on_segment is not None:
                 on_segment(round(min(end, job.duration_s) - start, 1))
-        sampled = [face for index in sorted(stored) for face in stored[index][1]]
-        tracks = self._tracks(path, sampled, job.search_poor)
-        return ClipOutcome(tracks=tracks, frames_sampled=frames_sampled, faces_seen=len(sampled))
+        sampled = [face for index in sorted(stored) for face in stored[index]]
+        return ClipOutcome(tracks=self._tracks(path, sampled, job.search_poor))
 
     # -- segments ---------------------------------------------------------------------------------
-    def _analyse_span(self, path: Path, start: float, end: float) -> tuple[list[SampledFace], int]:
-        sampler = FrameSampler(self.settings.sample_fps, self.settings.dense_fps, start)
-        faces: list[SampledFace] = []
-        for t, pixels in sampled_frames(path, start, end, sampler.wants):
-            found = self.pipeline.analyse(pixels, self.settings.min_face_px).faces
-            sampler.saw(t, len(found))
-            faces.extend(SampledFace(t, record) for record in found)
-        return faces, len(sampler.taken)
-
     def _store_segment(
         self,
         job: ClipJob,
@@ -194,20 +209,16 @@ class ClipProcessor:
         now = datetime.now(UTC)
         try:
             with self.factory() as session, session.begin():
-                held = session.scalar(
-                    update(Job)
-                    .where(Job.id == job.job_id, Job.status == "running", Job.worker == worker)
-                    .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
-                    .returning(Job.id)
-                )
-                if held is None:
-                    raise LeaseLost(f"job {job.job_id} was taken over by another worker")
-                # The other stills of the worker's batch wait for this clip: keep their leases too.
-                session.execute(
+                # Every lease the worker holds (the other stills of its batch wait for this clip), in
+                # one statement; the clip's must be among them.
+                held = session.scalars(
                     update(Job)
                     .where(Job.worker == worker, Job.status == "running")
-                    .values(lease_until=now + timedelta(seconds=lease_seconds))
-                )
+                    .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+                    .returning(Job.id)
+                ).all()
+                if job.job_id not in held:
+                    raise LeaseLost(f"job {job.job_id} was taken over by another worker")
                 session.add(
                     ClipSegment(
                         probe_image_id=job.image_id,
@@ -222,11 +233,11 @@ class ClipProcessor:
         except IntegrityError as exc:  # another worker stored this span first
             raise LeaseLost(f"segment {index} of image {job.image_id} was stored by another worker") from exc
 
-    def _stored_segments(self, image_id: int) -> dict[int, tuple[int, list[SampledFace]]]:
+    def _stored_segments(self, image_id: int) -> dict[int, list[SampledFace]]:
         with read_session(self.factory) as session:
             rows = session.scalars(select(ClipSegment).where(ClipSegment.probe_image_id == image_id)).all()
             pack = self.pipeline.pack_id
-            return {row.segment: (row.frames, _faces_from_row(row, pack)) for row in rows}
+            return {row.segment: _faces_from_row(row, pack) for row in rows}
 
     @staticmethod
     def delete_segments(session: Session, image_ids: list[int]) -> None:
@@ -236,32 +247,25 @@ class ClipProcessor:
 
     # -- tracks, shots, search ----------------------------------------------------------------------
     def _tracks(self, path: Path, sampled: list[SampledFace], search_poor: bool) -> list[TrackOutcome]:
-        observations = [
-            Observation(f.time_s, f.record.face.box, f.record.face.det_score, f.record.embedding) for f in sampled
-        ]
-        tracks = track_faces(observations, self.tracking)
-        chosen: list[list[SampledFace]] = []
-        for track in tracks:
-            members = [sampled[i] for i in track]
-            picks = best_shots(
-                [m.time_s for m in members], [m.record.quality.score for m in members], self.settings.shots_per_track
-            )
-            chosen.append([members[i] for i in picks])
-        frames = frames_at(path, [face.time_s for shots in chosen for face in shots])
+        chosen = tracks_and_shots(sampled, self.settings)
+        frames = frames_at(path, [sampled[i].time_s for _, shots in chosen for i in shots])
         digests = {t: self._put_frame(pixels) for t, pixels in frames.items()}
+        # A frame that cannot be read again is left out, and a track left with no shot.
+        kept = [(track, [sampled[i] for i in shots if sampled[i].time_s in digests]) for track, shots in chosen]
+        kept = [(track, shots) for track, shots in kept if shots]
+        # Every shot of every track searched in one look-up, then each track's shots fused.
+        searched = iter(
+            search_faces(self.searcher, self.pipeline.pack_id, [s.record for _, ss in kept for s in ss], search_poor)
+        )
         outcomes = []
-        for track, shots in zip(tracks, chosen, strict=True):
-            shots = [s for s in shots if s.time_s in digests]  # a frame that cannot be read again is left out
-            if not shots:
-                continue
-            searched = search_faces(self.searcher, self.pipeline.pack_id, [s.record for s in shots], search_poor)
+        for track, shots in kept:
+            found = [next(searched) for _ in shots]
             outcomes.append(
                 TrackOutcome(
                     start_s=sampled[track[0]].time_s,
                     end_s=sampled[track[-1]].time_s,
-                    faces_seen=len(track),
-                    shots=[Shot(s.time_s, digests[s.time_s], o) for s, o in zip(shots, searched, strict=True)],
-                    hits=self._track_hits(searched),
+                    shots=[Shot(s.time_s, digests[s.time_s], o) for s, o in zip(shots, found, strict=True)],
+                    hits=self._track_hits(found),
                 )
             )
         return outcomes

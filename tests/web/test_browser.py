@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 import uvicorn
 
+from benchmarks.harness import free_port
 from service.app import create_app
 from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
@@ -39,12 +39,6 @@ PASSWORD = "correct horse battery staple"
 GALLERY = ["Colin_Powell", "Serena_Williams", "Hugo_Chavez", "Ariel_Sharon", "Laura_Bush", "Al_Gore"]
 CLIP_PEOPLE = ["lin-manuel-miranda", "alex-lacamoire"]
 STILLS = [("Colin_Powell", 2), ("Serena_Williams", 3), ("John_Ashcroft", 1), ("Colin_Powell", 3)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
