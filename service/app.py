@@ -13,7 +13,8 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from service.api import audit, gallery, health, linking, media, retention, review, search, submissions, users
-from service.api.errors import install_error_handlers
+from service.api.errors import document_parse_errors, install_error_handlers
+from service.api.security import SecurityMiddleware
 from service.config import Settings
 from service.runtime import Runtime
 from service.services.retention import PeriodicPurge
@@ -26,10 +27,11 @@ ROUTERS = (health, users, gallery, submissions, search, review, media, audit, re
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     """The app; it builds (and closes) its own runtime unless given one, which it then leaves open."""
+    config = runtime.settings if runtime is not None else (settings or Settings())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or Runtime.build(settings or Settings())
+        rt = runtime or Runtime.build(config)
         app.state.runtime = rt
         if rt.settings.worker.enabled:
             rt.worker.start()
@@ -63,4 +65,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for module in ROUTERS:
         app.include_router(module.router)
     install_web(app)
+    document_parse_errors(app)
+    # Outermost, so even an error answered by a handler above gets the headers.
+    app.add_middleware(SecurityMiddleware, allowed_origins=config.auth.allowed_origins)
     return app

@@ -142,6 +142,14 @@ class RetentionSettings(BaseModel):
 
 class AuthSettings(BaseModel):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 7)
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="session cookies marked Secure; unset: always, except plain HTTP to a loopback address",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="other origins (scheme://host[:port]) whose pages may write to the service, e.g. a proxy's name",
+    )
 
 
 class LinkingSettings(BaseModel):

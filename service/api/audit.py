@@ -9,8 +9,8 @@ from fastapi.responses import StreamingResponse
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.media import NO_STORE
 from service.api.schemas import Offset
+from service.api.security import NO_STORE
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.audit import AuditFilter

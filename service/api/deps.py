@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.security import CSRF_HEADER, UNSAFE_METHODS, cookie_secure, csrf_matches
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, PayloadTooLarge, Unauthenticated
 from service.runtime import Runtime
@@ -32,12 +34,35 @@ def current_principal(
     token = credentials.credentials if credentials is not None else request.cookies.get(SESSION_COOKIE)
     if not token:
         raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>'")
+    # The browser sends the cookie by itself, with any site's request: a write needs proof it came from our page.
+    if (
+        credentials is None
+        and request.method in UNSAFE_METHODS
+        and not csrf_matches(request.headers.get(CSRF_HEADER, ""), token)
+    ):
+        raise Forbidden(
+            f"a write signed in by the session cookie needs the {CSRF_HEADER} header (or a bearer token)",
+            code="csrf_failed",
+        )
     principal = rt.users.authenticate(token)
     request.state.principal = principal
     return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def set_session_cookie(request: Request, response: Response, rt: Runtime, token: str, expires: datetime) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure outside development (``cookie_secure``)."""
+    secure = cookie_secure(request, rt.settings.auth.cookie_secure)
+    response.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="strict", secure=secure, expires=expires, path="/"
+    )
+
+
+def clear_session_cookie(request: Request, response: Response, rt: Runtime) -> None:
+    secure = cookie_secure(request, rt.settings.auth.cookie_secure)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=secure)
 
 
 def require(*permissions: Permission) -> Callable[[Principal], Principal]:

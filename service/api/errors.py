@@ -56,6 +56,29 @@ def error_response(request: Request, status: int, code: str, message: str) -> Re
     )
 
 
+PARSE_ERROR: dict[str, Any] = {
+    "description": "the body is not what its content type says (broken JSON or multipart)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}
+
+
+def document_parse_errors(app: FastAPI) -> None:
+    """Add the 400 that Starlette answers for an unparsable body to every operation that takes one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        operation.setdefault("responses", {}).setdefault("400", PARSE_ERROR)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.middleware("http")
     async def assign_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -10,13 +10,12 @@ from fastapi.responses import FileResponse, Response
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
 from service.api.schemas import Id
+from service.api.security import NO_STORE
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.media import ClipFile, Media
 
 router = APIRouter(responses=ERRORS, tags=["images"])
-
-NO_STORE = {"Cache-Control": "no-store, private", "Pragma": "no-cache"}
 
 
 def image_response(media: Media) -> Response:

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.api.deps import SESSION_COOKIE, Allowed, CurrentPrincipal, RuntimeDep
+from service.api.deps import (
+    SESSION_COOKIE,
+    Allowed,
+    CurrentPrincipal,
+    RuntimeDep,
+    clear_session_cookie,
+    set_session_cookie,
+)
 from service.api.errors import ERRORS
 from service.api.schemas import LoginRequest, LoginResponse, Me, PasswordReset, TokenOut, UserCreate
 from service.domain.roles import PERMISSIONS, Principal
@@ -23,7 +30,7 @@ def login(rt: RuntimeDep, body: LoginRequest, request: Request, response: Respon
     after repeated failures for the user name or from the address."""
     address = request.client.host if request.client else ""
     token, principal, expires = rt.users.login(body.username, body.password, address)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", expires=expires)
+    set_session_cookie(request, response, rt, token, expires)
     return {"token": token, "expires_at": expires, "username": principal.username, "role": principal.role}
 
 
@@ -33,7 +40,7 @@ def logout(rt: RuntimeDep, request: Request, _: CurrentPrincipal) -> Response:
     token = header.removeprefix("Bearer ").strip() or request.cookies.get(SESSION_COOKIE, "")
     rt.users.logout(token)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE)
+    clear_session_cookie(request, response, rt)
     return response
 
 

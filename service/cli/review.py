@@ -49,6 +49,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     sys.stdout.write(f"sprint report: submission {report.submission_id} case {report.case_reference}\n")
     for label, value in report.figures():
         sys.stdout.write(f"  {label.lower():<40} {value:>6}\n")
+    if note := report.purge_note():
+        sys.stdout.write(f"{note}\n")
     return 0
 
 

@@ -123,6 +123,10 @@ class Submission(Base):
     search_poor_faces: Mapped[bool] = mapped_column(Boolean, default=False)
     pack_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+    # The sprint-report figures of probes the retention purge deleted (counts only, no personal data),
+    # added to what remains so the report still says what was supplied and found.
+    purged_figures: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    purged_at: Mapped[datetime | None] = mapped_column(Timestamp, nullable=True)
 
     images: Mapped[list[ProbeImage]] = relationship(
         back_populates="submission", cascade="all, delete-orphan", order_by="ProbeImage.id"

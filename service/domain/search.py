@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Set
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 
 from service.domain.faces import FaceRecord
 from service.errors import InvalidRequest
@@ -52,3 +53,21 @@ class FaceOutcome:
             "poor_face_override": self.override,
             "candidates": [c.to_dict() for c in self.candidates],
         }
+
+
+class _Ranked(Protocol):
+    @property
+    def rank(self) -> int: ...
+    @property
+    def subject_id(self) -> int: ...
+
+
+RankedHit = TypeVar("RankedHit", bound=_Ranked)
+
+
+def without_subjects(hits: list[RankedHit], gone: Set[int]) -> list[RankedHit]:
+    """``hits`` (frozen dataclasses) less those naming a subject in ``gone``, ranked again from 1."""
+    kept = [hit for hit in hits if hit.subject_id not in gone]
+    if len(kept) == len(hits):
+        return hits
+    return [replace(hit, rank=rank) for rank, hit in enumerate(kept, 1)]  # type: ignore[type-var]

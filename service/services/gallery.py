@@ -10,12 +10,22 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
-from service.db.models import CustodyImage, FaceTemplate, GalleryState, ProbeImage, Subject
+from service.db.models import (
+    Candidate,
+    CustodyImage,
+    FaceTemplate,
+    GalleryState,
+    PersonCandidate,
+    ProbeFace,
+    ProbeImage,
+    ProbePerson,
+    Subject,
+)
 from service.db.vectors import embedding_from_bytes, embedding_to_bytes
 from service.domain.events import TemplateEnrolled
 from service.domain.faces import FaceRecord
@@ -405,6 +415,10 @@ class GalleryService:
             template_ids = list(session.scalars(select(FaceTemplate.id).where(FaceTemplate.subject_id == subject_id)))
             digests = list(session.scalars(select(CustodyImage.sha256).where(CustodyImage.subject_id == subject_id)))
             # Candidates naming the subject go with it (FK cascade); so do its templates and images.
+            # A decision that chose one of them keeps its state and its history, but no longer points
+            # at a candidate that is gone: the faces and persons concerned are named in the trail.
+            faces = self._forget_chosen(session, ProbeFace, Candidate, subject_id)
+            persons = self._forget_chosen(session, ProbePerson, PersonCandidate, subject_id)
             session.execute(delete(FaceTemplate).where(FaceTemplate.subject_id == subject_id))
             session.execute(delete(CustodyImage).where(CustodyImage.subject_id == subject_id))
             session.execute(delete(Subject).where(Subject.id == subject_id))
@@ -418,6 +432,8 @@ class GalleryService:
                 templates=len(template_ids),
                 images=len(digests),
                 reason=reason,
+                decided_faces=faces,
+                decided_persons=persons,
             )
         self.holder.applied(version, remove=np.array(template_ids, dtype=np.int64))
         removed_files = 0
@@ -428,6 +444,21 @@ class GalleryService:
         return DeletedSubject(
             subject_id=subject_id, templates=len(template_ids), images=len(digests), files=removed_files
         )
+
+    @staticmethod
+    def _forget_chosen(
+        session: Session,
+        decided: type[ProbeFace] | type[ProbePerson],
+        candidates: type[Candidate] | type[PersonCandidate],
+        subject_id: int,
+    ) -> list[int]:
+        """The ids of the faces (or persons) whose decision chose a candidate naming ``subject_id``,
+        their pointer to it cleared."""
+        chosen = select(candidates.id).where(candidates.subject_id == subject_id)
+        ids = list(session.scalars(select(decided.id).where(decided.review_candidate_id.in_(chosen))))
+        if ids:
+            session.execute(update(decided).where(decided.id.in_(ids)).values(review_candidate_id=None))
+        return ids
 
     @staticmethod
     def _file_in_use(session: Session, digest: str) -> bool:

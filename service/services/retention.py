@@ -23,6 +23,7 @@ from service.db.models import CustodyImage, ProbeFace, ProbeImage, ProbePerson, 
 from service.domain.roles import Principal, Role
 from service.errors import InvalidRequest
 from service.services import audit
+from service.services.review import purged_part, remaining_figures
 from service.services.views import PurgeResult
 
 if TYPE_CHECKING:
@@ -67,26 +68,29 @@ class RetentionService:
                 self.linking.purge_begin(session)
             old = list(session.scalars(select(Submission).where(Submission.created_at < cutoff)))
             for submission in old:
-                touched = False
-                for image in list(submission.images):
-                    if image.status not in ("done", "failed"):
-                        continue  # still queued or processing: never purge unfinished work
-                    keep = [f for f in image.faces if _confirmed(f)]
-                    drop = [f for f in image.faces if not _confirmed(f)]
+                plan = [
+                    (image, [f for f in image.faces if not _confirmed(f)], any(_confirmed(f) for f in image.faces))
+                    for image in submission.images
+                    if image.status in ("done", "failed")  # still queued or processing: never purge unfinished work
+                ]
+                stats["images_kept"] += sum(1 for _, _, kept in plan if kept)
+                plan = [(image, drop, kept) for image, drop, kept in plan if drop or not kept]
+                if not plan:
+                    continue
+                before = remaining_figures(session, submission.id)
+                for image, drop, kept in plan:
                     digests.extend(f.frame_sha256 for f in drop if f.frame_sha256)  # a clip's shots
-                    if keep:
+                    stats["faces_deleted"] += len(drop)
+                    if kept:
                         for face in drop:
                             session.delete(face)
-                        stats["faces_deleted"] += len(drop)
-                        stats["images_kept"] += 1
-                        touched = touched or bool(drop)
-                        continue
-                    stats["faces_deleted"] += len(drop)
-                    stats["images_deleted"] += 1
-                    digests.append(image.sha256)
-                    session.delete(image)
-                    touched = True
-                stats["submissions"] += int(touched)
+                    else:
+                        stats["images_deleted"] += 1
+                        digests.append(image.sha256)
+                        session.delete(image)
+                session.flush()
+                self._keep_figures(submission, purged_part(before, remaining_figures(session, submission.id)))
+                stats["submissions"] += 1
             session.flush()
             if old:
                 empty = delete(ProbePerson).where(
@@ -109,6 +113,13 @@ class RetentionService:
                 if not in_use and self.store.delete(digest):
                     stats["files_deleted"] += 1
         return PurgeResult(**stats)
+
+    @staticmethod
+    def _keep_figures(submission: Submission, part: dict[str, int]) -> None:
+        """Add what this purge took out to the counts the submission keeps of its purged probes."""
+        kept = dict(submission.purged_figures or {})
+        submission.purged_figures = {key: int(kept.get(key, 0)) + value for key, value in part.items()}
+        submission.purged_at = datetime.now(UTC)
 
 
 class PeriodicPurge:

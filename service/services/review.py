@@ -404,9 +404,8 @@ def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> int:
     return int(candidate.id)
 
 
-def sprint_report(session: Session, submission: Submission) -> SprintReport:
-    """The figures the Met reported for its sprints, for one submission."""
-    sid = submission.id
+def remaining_figures(session: Session, sid: int) -> dict[str, int]:
+    """The sprint-report counts of what submission ``sid`` holds now (the purged part aside)."""
     images = select(ProbeImage.id).where(ProbeImage.submission_id == sid)
     faces = select(ProbeFace).join(ProbeImage).where(ProbeImage.submission_id == sid).subquery()
 
@@ -415,37 +414,57 @@ def sprint_report(session: Session, submission: Submission) -> SprintReport:
 
     above = select(Candidate.probe_face_id).where(Candidate.above_threshold.is_(True))
     confirmed_match = (faces.c.review_state == "confirmed") & (faces.c.review_outcome == "possible_match")
+    return {
+        "images_supplied": count(select(func.count()).select_from(images.subquery())),
+        "images_failed": count(
+            select(func.count()).where(ProbeImage.submission_id == sid, ProbeImage.status == "failed")
+        ),
+        "images_with_face": count(select(func.count(func.distinct(faces.c.probe_image_id)))),
+        "faces": count(select(func.count()).select_from(faces)),
+        "usable_faces": count(select(func.count()).select_from(faces).where(faces.c.usable.is_(True))),
+        "faces_searched": count(select(func.count()).select_from(faces).where(faces.c.searched.is_(True))),
+        "faces_with_candidate_above_threshold": count(
+            select(func.count()).select_from(faces).where(faces.c.id.in_(above))
+        ),
+        "possible_matches": count(
+            select(func.count()).select_from(faces).where(faces.c.review_outcome == "possible_match")
+        ),
+        "confirmed_matches": count(select(func.count()).select_from(faces).where(confirmed_match)),
+        "distinct_subjects_confirmed": count(
+            select(func.count(func.distinct(Candidate.subject_id)))
+            .join(faces, faces.c.review_candidate_id == Candidate.id)
+            .where(confirmed_match)
+        ),
+        "faces_awaiting_review": count(
+            select(func.count())
+            .select_from(faces)
+            .where(faces.c.review_state == "unreviewed", faces.c.searched.is_(True))
+        ),
+        "faces_awaiting_confirmation": count(
+            select(func.count()).select_from(faces).where(faces.c.review_state == "awaiting_confirmation")
+        ),
+    }
+
+
+# A purged face awaits nothing: these figures count only what remains.
+NOT_KEPT_WHEN_PURGED = frozenset({"faces_awaiting_review", "faces_awaiting_confirmation"})
+
+
+def purged_part(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """What a purge took out of a submission's figures (``before`` and ``after`` it, in its transaction)."""
+    return {key: before[key] - after[key] for key in before if key not in NOT_KEPT_WHEN_PURGED}
+
+
+def sprint_report(session: Session, submission: Submission) -> SprintReport:
+    """The figures the Met reported for its sprints, for one submission: what it holds now plus the
+    counts kept of what the retention purge deleted, so "images supplied" stays what was supplied."""
+    purged = submission.purged_figures or {}
+    figures = {key: value + int(purged.get(key, 0)) for key, value in remaining_figures(session, submission.id).items()}
     return SprintReport(
-        **{
-            "submission_id": sid,
-            "case_reference": submission.case_reference,
-            "images_supplied": count(select(func.count()).select_from(images.subquery())),
-            "images_failed": count(
-                select(func.count()).where(ProbeImage.submission_id == sid, ProbeImage.status == "failed")
-            ),
-            "images_with_face": count(select(func.count(func.distinct(faces.c.probe_image_id)))),
-            "faces": count(select(func.count()).select_from(faces)),
-            "usable_faces": count(select(func.count()).select_from(faces).where(faces.c.usable.is_(True))),
-            "faces_searched": count(select(func.count()).select_from(faces).where(faces.c.searched.is_(True))),
-            "faces_with_candidate_above_threshold": count(
-                select(func.count()).select_from(faces).where(faces.c.id.in_(above))
-            ),
-            "possible_matches": count(
-                select(func.count()).select_from(faces).where(faces.c.review_outcome == "possible_match")
-            ),
-            "confirmed_matches": count(select(func.count()).select_from(faces).where(confirmed_match)),
-            "distinct_subjects_confirmed": count(
-                select(func.count(func.distinct(Candidate.subject_id)))
-                .join(faces, faces.c.review_candidate_id == Candidate.id)
-                .where(confirmed_match)
-            ),
-            "faces_awaiting_review": count(
-                select(func.count())
-                .select_from(faces)
-                .where(faces.c.review_state == "unreviewed", faces.c.searched.is_(True))
-            ),
-            "faces_awaiting_confirmation": count(
-                select(func.count()).select_from(faces).where(faces.c.review_state == "awaiting_confirmation")
-            ),
-        }
+        submission_id=submission.id,
+        case_reference=submission.case_reference,
+        images_purged=int(purged.get("images_supplied", 0)),
+        faces_purged=int(purged.get("faces", 0)),
+        purged_at=submission.purged_at,
+        **figures,
     )

@@ -277,10 +277,22 @@ class SprintReport(BaseModel):
     distinct_subjects_confirmed: int
     faces_awaiting_review: int
     faces_awaiting_confirmation: int
+    images_purged: int = Field(0, description="of images_supplied: deleted by the retention purge, counted still")
+    faces_purged: int = Field(0, description="of faces: deleted by the retention purge, counted still")
+    purged_at: datetime | None = Field(None, description="when the retention purge last deleted probes of it")
 
     def figures(self) -> list[tuple[str, int]]:
         """The headline figures (``SPRINT_FIGURES``) with their values."""
         return [(label, int(getattr(self, key))) for label, key in SPRINT_FIGURES]
+
+    def purge_note(self) -> str | None:
+        """What the retention purge deleted, said once for the page and the CLI (none if nothing was)."""
+        if self.purged_at is None:
+            return None
+        return (
+            f"{self.images_purged} image(s) and {self.faces_purged} face(s) without a confirmed match were purged "
+            f"under the retention policy (last on {self.purged_at:%Y-%m-%d}); the figures still count them."
+        )
 
 
 class AuditEventOut(BaseModel):

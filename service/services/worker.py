@@ -26,11 +26,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import WorkerSettings
 from service.db.image_store import ImageStore
-from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Subject, Submission
 from service.db.vectors import embedding_to_bytes
 from service.domain.clips import CLIP, STILL
 from service.domain.roles import Principal, Role
-from service.domain.search import FaceOutcome
+from service.domain.search import FaceOutcome, without_subjects
 from service.embeddings.pipeline import FacePipeline
 from service.errors import ClipUnreadable, ServiceError
 from service.services.persons import StoredTrack
@@ -330,6 +330,7 @@ class JobWorker:
 
     def _store_done(self, session: Session, done: list[JobOutcome]) -> None:
         """The faces and candidates of every processed still and clip of a batch, a few statements in all."""
+        done = _without_deleted_subjects(session, done)
         threshold = self.searcher.threshold
         face_rows = [
             {
@@ -497,6 +498,44 @@ def _shots_of(outcome: JobOutcome) -> list[Shot | None]:
     if outcome.clip is not None:
         return list(outcome.clip.shots)
     return [None] * len(outcome.stored_faces)
+
+
+def _without_deleted_subjects(session: Session, done: list[JobOutcome]) -> list[JobOutcome]:
+    """The batch's outcomes less candidates naming a subject deleted since the search ran (its
+    removal from the index follows its commit): they would fail the foreign key and stall the batch.
+    The subjects still present are locked FOR SHARE, so a deletion now waits for this commit."""
+    tracks = [track for outcome in done if outcome.clip is not None for track in outcome.clip.tracks]
+    named = {hit.subject_id for outcome in done for face in outcome.stored_faces for hit in face.candidates}
+    named |= {hit.subject_id for track in tracks for hit in track.hits or []}
+    if not named:
+        return done
+    present = select(Subject.id).where(Subject.id.in_(named)).with_for_update(read=True)
+    gone = named - set(session.scalars(present))
+    if not gone:
+        return done
+    log.warning("subjects %s were deleted while their candidates were being stored: left out", sorted(gone))
+
+    def face(outcome: FaceOutcome) -> FaceOutcome:
+        return dataclasses.replace(outcome, candidates=without_subjects(outcome.candidates, gone))
+
+    def clip(outcome: ClipOutcome) -> ClipOutcome:
+        return ClipOutcome(
+            [
+                dataclasses.replace(
+                    track,
+                    shots=[dataclasses.replace(shot, outcome=face(shot.outcome)) for shot in track.shots],
+                    hits=None if track.hits is None else without_subjects(track.hits, gone),
+                )
+                for track in outcome.tracks
+            ]
+        )
+
+    return [
+        dataclasses.replace(outcome, clip=clip(outcome.clip))
+        if outcome.clip is not None
+        else dataclasses.replace(outcome, faces=[face(f) for f in outcome.faces or []])
+        for outcome in done
+    ]
 
 
 def _stored_tracks(clip_image_id: int, clip: ClipOutcome, face_ids: list[int]) -> list[StoredTrack]:

@@ -11,10 +11,9 @@ session. Images are served by the API's image endpoints or the audited media ser
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,9 +25,10 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
 
-from service.api.deps import SESSION_COOKIE, RuntimeDep
-from service.api.media import NO_STORE, clip_response, first_range, image_response
+from service.api.deps import SESSION_COOKIE, RuntimeDep, clear_session_cookie, set_session_cookie
+from service.api.media import clip_response, first_range, image_response
 from service.api.schemas import Id
+from service.api.security import NO_STORE, cookie_secure, csrf_for
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, TooManyAttempts, Unauthenticated
@@ -58,10 +58,6 @@ class LoginRequired(Exception):
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
         self.next_path = next_path
-
-
-def csrf_for(token: str) -> str:
-    return hashlib.sha256(f"csrf:{token}".encode()).hexdigest()[:32]
 
 
 def page_principal(request: Request, rt: RuntimeDep) -> Principal:
@@ -119,9 +115,24 @@ def root() -> RedirectResponse:
     return RedirectResponse("/ui", status_code=303)
 
 
+LOGIN_CSRF_COOKIE = "rfr_login_csrf"
+
+
+def login_page(request: Request, rt: Runtime, status: int, next_path: str, error: str | None) -> HTMLResponse:
+    """The sign-in form with a fresh CSRF token, also set as a short-lived cookie (there is no session
+    yet to derive it from): a sign-in posted from another site carries neither."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", status, next=next_path, error=error, login_csrf=token)
+    secure = cookie_secure(request, rt.settings.auth.cookie_secure)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, max_age=3600, httponly=True, samesite="strict", secure=secure, path="/login"
+    )
+    return response
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request, next: str = "/ui") -> HTMLResponse:
-    return render(request, "login.html", next=next if next.startswith("/ui") else "/ui", error=None)
+def login_form(request: Request, rt: RuntimeDep, next: str = "/ui") -> HTMLResponse:
+    return login_page(request, rt, 200, next if next.startswith("/ui") else "/ui", None)
 
 
 @router.post("/login")
@@ -129,6 +140,11 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
     form = await request.form()
     target = str(form.get("next", "/ui"))
     target = target if target.startswith("/ui") else "/ui"
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(str(form.get("csrf", "")), expected):
+        return login_page(
+            request, rt, 403, target, "The sign-in form had expired or came from another site; sign in again."
+        )
     try:
         token, _, expires = await run_in_threadpool(
             rt.users.login,
@@ -137,9 +153,10 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
             request.client.host if request.client else "",
         )
     except (Unauthenticated, TooManyAttempts) as exc:
-        return render(request, "login.html", exc.http_status, next=target, error=exc.message)
+        return login_page(request, rt, exc.http_status, target, exc.message)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", expires=expires, path="/")
+    set_session_cookie(request, response, rt, token, expires)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
 
@@ -148,7 +165,7 @@ async def logout(request: Request, rt: RuntimeDep, _: PagePrincipal) -> Response
     await check_csrf(request)
     await run_in_threadpool(rt.users.logout, request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    clear_session_cookie(request, response, rt)
     return response
 
 
@@ -427,10 +444,3 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
-
-    @app.middleware("http")
-    async def no_store_pages(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if request.url.path.startswith(("/ui", "/login")):
-            response.headers["Cache-Control"] = "no-store, private"
-        return response

@@ -337,6 +337,8 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
         == 200
     )
     assert decide(client, tokens, "carl", serena["id"], action="confirm").status_code == 200
+    report = client.get(f"/submissions/{sid}/report", headers=auth(tokens, "ana")).json()
+    assert report["images_supplied"] == 3 and report["confirmed_matches"] == 1 and report["purged_at"] is None
     with runtime.factory() as session:
         images = session.execute(select(ProbeImage.id, ProbeImage.sha256).where(ProbeImage.submission_id == sid)).all()
         kept_image = session.scalar(select(ProbeFace.probe_image_id).where(ProbeFace.id == serena["id"]))
@@ -377,6 +379,20 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
     assert event["details"]["images_deleted"] == stats["images_deleted"]
     assert "sha256" not in json.dumps(event["details"]), "the trail keeps no image hash of purged probes"
     assert client.get("/audit/verify", headers=auth(tokens, "audrey")).json()["ok"] is True
+
+    # The sprint's report still counts what was supplied and found (counts only; the faces are gone).
+    after = client.get(f"/submissions/{sid}/report", headers=auth(tokens, "ana")).json()
+    awaiting = {"faces_awaiting_review", "faces_awaiting_confirmation"}
+    unchanged = {"purged_at", "images_purged", "faces_purged"} | awaiting
+    assert {k: v for k, v in after.items() if k not in unchanged} == {
+        k: v for k, v in report.items() if k not in unchanged
+    }
+    assert after["images_purged"] == len(purged_ids) and after["faces_purged"] == report["faces"] - 1
+    assert after["purged_at"] is not None and after["faces_awaiting_review"] == 0
+    # A second purge finds nothing more to delete and changes no figure.
+    client.post("/retention/purge", headers=auth(tokens, "adam"))
+    again = client.get(f"/submissions/{sid}/report", headers=auth(tokens, "ana")).json()
+    assert {k: v for k, v in again.items() if k != "purged_at"} == {k: v for k, v in after.items() if k != "purged_at"}
 
 
 BEYOND_64_BITS = 2**63  # one past the largest id the database holds

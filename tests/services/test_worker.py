@@ -7,14 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from service.db.models import Job, ProbeFace, ProbeImage
+from service.db.models import AuditEvent, Candidate, Job, ProbeFace, ProbeImage
 from service.domain.roles import Principal, Role
 from service.runtime import Runtime
 from service.services.worker import JobWorker
 from tests.conftest import lfw_path
-from tests.fixtures import submit_stills
+from tests.fixtures import OPERATOR, submit_stills
 
 ANALYST = Principal(username="ana", role=Role.ANALYST, via="test")
+REVIEWER = Principal(username="rita", role=Role.REVIEWER, via="test")
+CONFIRMER = Principal(username="cora", role=Role.CONFIRMER, via="test")
 
 
 def image_state(runtime: Runtime, image_id: int) -> tuple[str, str | None, str | None, int, int]:
@@ -92,3 +94,46 @@ def test_a_missing_stored_image_fails_at_once(runtime: Runtime) -> None:
     assert runtime.worker.run_until_empty() == 1
     status, code, _, tried, faces = image_state(runtime, image_id)
     assert (status, code, tried, faces) == ("failed", "image_missing", 1, 0)
+
+
+def test_a_subject_deleted_during_a_batch_is_left_out_and_a_decision_on_it_survives(runtime: Runtime) -> None:
+    """Deleting a custody record while a sprint runs neither stalls the worker (its candidates would
+    fail the foreign key) nor leaves a decided face pointing at a candidate that is gone."""
+    subject_id = runtime.gallery.enrol(
+        OPERATOR, "Tony_Blair", lfw_path("Tony_Blair", 4).read_bytes(), "tb.jpg"
+    ).subject_id
+    assert subject_id is not None
+    [image_id] = submit_stills(runtime, ANALYST, [("Tony_Blair", 2)])
+    tickets = runtime.worker.claim(limit=8)
+    outcomes = [runtime.worker._analyse(t) for t in tickets]
+    assert outcomes[0].faces and outcomes[0].faces[0].candidates[0].subject_id == subject_id
+    runtime.gallery.delete_subject(OPERATOR, subject_id, "deleted mid-sprint")
+    assert runtime.worker._store(outcomes) == ["done"]
+    with runtime.factory() as session:
+        face_id = session.scalar(select(ProbeFace.id).where(ProbeFace.probe_image_id == image_id))
+        rows = session.execute(select(Candidate.rank, Candidate.subject_id).where(Candidate.probe_face_id == face_id))
+        ranks, subjects = zip(*rows.all(), strict=True)
+    assert subject_id not in subjects
+    assert list(ranks) == list(range(1, len(ranks) + 1)), "the ranks close up"
+
+    # A confirmed match on a subject later deleted keeps its state, no longer points at the candidate.
+    again = runtime.gallery.enrol(OPERATOR, "Tony_Blair", lfw_path("Tony_Blair", 4).read_bytes(), "tb.jpg").subject_id
+    [image_id] = submit_stills(runtime, ANALYST, [("Tony_Blair", 3)])
+    runtime.worker.run_until_empty()
+    with runtime.factory() as session:
+        face_id = session.scalar(select(ProbeFace.id).where(ProbeFace.probe_image_id == image_id))
+        top = session.scalars(select(Candidate).where(Candidate.probe_face_id == face_id, Candidate.rank == 1)).one()
+        assert top.subject_id == again and face_id is not None
+    runtime.review.decide(REVIEWER, face_id, "review", "possible_match", top.id)
+    runtime.review.decide(CONFIRMER, face_id, "confirm")
+    assert again is not None
+    runtime.gallery.delete_subject(OPERATOR, again, "court order")
+    with runtime.factory() as session:
+        face = session.get(ProbeFace, face_id)
+        assert face is not None and face.review_state == "confirmed" and face.review_candidate_id is None
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "subject_deleted")).all()[-1]
+        assert event.details["decided_faces"] == [face_id]
+    submission_id = runtime.submissions.submission_of_face(ANALYST, face_id)
+    [result] = [f for i in runtime.submissions.results(ANALYST, submission_id).images for f in i.faces]
+    assert result.review.state == "confirmed" and not any(c.subject_id == again for c in result.candidates)
+    assert runtime.review.report(ANALYST, submission_id).confirmed_matches == 1

@@ -99,6 +99,11 @@ def browser() -> Iterator[Browser]:
 
 def open_page(browser: Browser, base: str) -> Page:
     context = browser.new_context(viewport={"width": 1366, "height": 768}, base_url=base)
+    # Anything the Content-Security-Policy blocks (an inline script or handler, a foreign asset) is collected.
+    context.add_init_script(
+        "document.addEventListener('securitypolicyviolation',"
+        " e => (window.__csp = window.__csp || []).push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
     return context.new_page()
 
 
@@ -111,6 +116,7 @@ def sign_in(page: Page, user: str) -> None:
 
 
 def shot(page: Page, name: str) -> None:
+    assert page.evaluate("window.__csp || []") == [], f"{name}: blocked by the Content-Security-Policy"
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 

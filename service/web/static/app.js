@@ -52,6 +52,12 @@
     }
   }
 
+  if (page === "report") {
+    // The Content-Security-Policy allows no inline handler: the print button is wired here.
+    const print = document.getElementById("print-report");
+    if (print) print.addEventListener("click", () => window.print());
+  }
+
   if (page === "submissions") {
     const table = document.querySelector("table[data-live]");
     if (table && table.dataset.live === "on") setTimeout(() => window.location.reload(), 3000);
