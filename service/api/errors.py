@@ -22,6 +22,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "not signed in"},
     403: {"model": ErrorResponse, "description": "the role may not do this"},
     404: {"model": ErrorResponse, "description": "unknown id"},
+    409: {
+        "model": ErrorResponse,
+        "description": "a conflicting change (decided first by someone else, the last admin)",
+    },
     413: {"model": ErrorResponse, "description": "upload over the size limit"},
     422: {"model": ErrorResponse, "description": "malformed request or unreadable image"},
 }
@@ -59,6 +63,11 @@ def error_response(request: Request, status: int, code: str, message: str) -> Re
 PARSE_ERROR: dict[str, Any] = {
     "description": "the body is not what its content type says (broken JSON or multipart)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}
+
+
+THROTTLED: dict[int | str, dict[str, Any]] = {
+    429: {"model": ErrorResponse, "description": "too many failed sign-ins for the user name or from the address"}
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
@@ -45,7 +45,13 @@ def probe_image(
     return image_response(rt.media.probe_image(actor, image_id))
 
 
-@router.get("/probe-images/{image_id}/clip", response_class=FileResponse)
+RANGES: dict[int | str, dict[str, Any]] = {
+    206: {"description": "the byte range asked for (``Range: bytes=...``)"},
+    416: {"description": "a byte range outside the clip"},
+}
+
+
+@router.get("/probe-images/{image_id}/clip", response_class=FileResponse, responses=RANGES)
 def probe_clip(
     request: Request,
     rt: RuntimeDep,

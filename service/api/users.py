@@ -15,7 +15,7 @@ from service.api.deps import (
     clear_session_cookie,
     set_session_cookie,
 )
-from service.api.errors import ERRORS
+from service.api.errors import ERRORS, THROTTLED
 from service.api.schemas import LoginRequest, LoginResponse, Me, PasswordReset, TokenOut, UserCreate
 from service.domain.roles import PERMISSIONS, Principal
 from service.domain.roles import Permission as P
@@ -24,7 +24,7 @@ from service.services.views import UserOut
 router = APIRouter(responses=ERRORS)
 
 
-@router.post("/auth/login", response_model=LoginResponse, tags=["auth"])
+@router.post("/auth/login", response_model=LoginResponse, tags=["auth"], responses=THROTTLED)
 def login(rt: RuntimeDep, body: LoginRequest, request: Request, response: Response) -> dict[str, Any]:
     """Exchange a user name and password for a session token (also set as an HttpOnly cookie); 429
     after repeated failures for the user name or from the address."""
