@@ -163,6 +163,19 @@ class LinkingSettings(BaseModel):
     merge_threshold: float = Field(default=0.65, ge=-1.0, le=2.0, description="automatic merge of two groups")
 
 
+class AuditSettings(BaseModel):
+    """Where the audit trail's anchor lives, outside the database (service.services.audit_anchor).
+
+    The key MACs every event and checkpoint; the checkpoint file records, after each commit, how
+    long the trail was and its last hash. Default both under ``<data_dir>/keys``; in production put
+    them on another volume than the database (the checkpoint file append-only, ``chattr +a``) and
+    give the auditor a copy of the key.
+    """
+
+    key_file: Path | None = Field(default=None, description="default <data_dir>/keys/audit.key")
+    checkpoint_file: Path | None = Field(default=None, description="default <data_dir>/keys/audit-checkpoints.jsonl")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RFR_", env_nested_delimiter="__", extra="ignore")
 
@@ -183,6 +196,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     linking: LinkingSettings = Field(default_factory=LinkingSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     host: str = "127.0.0.1"
     port: int = 8700
 
@@ -193,6 +207,14 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit.key_file or self.data_dir / "keys" / "audit.key"
+
+    @property
+    def audit_checkpoint_file(self) -> Path:
+        return self.audit.checkpoint_file or self.data_dir / "keys" / "audit-checkpoints.jsonl"
 
     @property
     def index_dir(self) -> Path:

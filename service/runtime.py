@@ -2,7 +2,8 @@
 
 Two tiers, so a command pays only for what it uses:
 
-* ``Storage.open(settings)`` — the database (migrated), the image store, the pack's manifest and
+* ``Storage.open(settings)`` — the database (migrated) with its audit anchor (the key and the
+  checkpoint file outside it), the image store, the pack's manifest and
   every use case that needs no model and no index: users, audit trail, review, reports,
   disclosure, audited images, submissions' reads and uploads, linking, retention. It never
   imports onnxruntime or faiss, and each use case is built (and its modules imported) the first
@@ -67,7 +68,16 @@ class Storage:
         engine = make_engine(settings.resolved_database_url)
         migrate(engine)
         manifest = load_manifest(settings.models_dir, settings.pack)
-        return cls(settings, engine, session_factory(engine), ImageStore(settings.images_dir), manifest)
+        factory = session_factory(engine)
+        # Every session MACs and checkpoints its audit events with the key outside the database.
+        from service.services.audit import open_anchor
+
+        try:
+            open_anchor(factory, settings.audit_key_file, settings.audit_checkpoint_file)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(settings, engine, factory, ImageStore(settings.images_dir), manifest)
 
     @property
     def pack_id(self) -> str:

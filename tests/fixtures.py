@@ -116,7 +116,8 @@ def make_settings(data_dir: Path, database: str, cache_dir: Path, **overrides: o
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_dir(database: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory per database: its audit key and checkpoints belong to that database's trail."""
     return tmp_path_factory.mktemp("data")
 
 

@@ -12,7 +12,9 @@ from service.cli.common import emit, open_storage, operator
 def add_parser(sub: Any) -> None:
     audit_cmd = sub.add_parser("audit", help="the tamper-evident audit trail")
     audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad event")
+    verify = audit_sub.add_parser(
+        "verify", help="check the hash chain, its MACs and checkpoints; exit 1 naming the problem"
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_audit)
     export = audit_sub.add_parser("export", help="export as JSON Lines or CSV (recorded, with the recipient)")
@@ -29,9 +31,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
             if args.json:
                 emit(result.to_dict())
             elif result.ok:
-                sys.stdout.write(f"audit trail intact: {result.events} events\n")
+                anchor = (
+                    f", checkpointed to event {result.checkpoint_seq}"
+                    + (f", {result.unanchored} from before the audit key unanchored" if result.unanchored else "")
+                    if result.anchored_from is not None
+                    else ", not anchored outside the database"
+                )
+                sys.stdout.write(f"audit trail intact: {result.events} events{anchor}\n")
             else:
-                sys.stdout.write(f"audit trail BROKEN at event {result.first_bad_seq}: {result.problem}\n")
+                where = f" at event {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+                sys.stdout.write(f"audit trail BROKEN ({result.kind}){where}: {result.problem}\n")
             return 0 if result.ok else 1
         lines = storage.audit.export(operator(), args.recipient, args.format)
         target = open(args.out, "w", newline="") if args.out else sys.stdout  # noqa: SIM115

@@ -369,7 +369,9 @@ class AuditHead(Base):
 
 
 class AuditEvent(Base):
-    """Append-only, tamper-evident: hash = sha256(prev_hash + canonical JSON of the event) (R1, R2)."""
+    """Append-only, tamper-evident: hash = sha256(prev_hash + canonical JSON of the event) (R1, R2);
+    mac = HMAC-SHA256 of seq and hash with the audit key, which the database does not hold (None:
+    written before the trail was anchored)."""
 
     __tablename__ = "audit_events"
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -382,6 +384,7 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    mac: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class LinkingState(Base):

@@ -306,6 +306,7 @@ class AuditEventOut(BaseModel):
     details: dict[str, object]
     prev_hash: str
     hash: str
+    mac: str | None = None
 
 
 class AuditVerification(BaseModel):
@@ -313,6 +314,10 @@ class AuditVerification(BaseModel):
     events: int
     first_bad_seq: int | None
     problem: str | None
+    kind: str | None = None
+    anchored_from: int | None = None
+    unanchored: int = 0
+    checkpoint_seq: int | None = None
 
 
 class PurgeResult(BaseModel):
