@@ -96,18 +96,14 @@ def test_the_sign_in_form_needs_its_csrf_token(client: TestClient) -> None:
     assert form.status_code == 200
     token = form.cookies["rfr_login_csrf"]
     assert f'name="csrf" value="{token}"' in form.text
+    client.cookies.set("rfr_login_csrf", token)
     forged = client.post(
-        "/login",
-        data={"username": "rita", "password": PASSWORD, "csrf": "forged"},
-        cookies={"rfr_login_csrf": token},
-        follow_redirects=False,
+        "/login", data={"username": "rita", "password": PASSWORD, "csrf": "forged"}, follow_redirects=False
     )
     assert forged.status_code == 403
+    client.cookies.set("rfr_login_csrf", token)
     response = client.post(
-        "/login",
-        data={"username": "rita", "password": PASSWORD, "csrf": token},
-        cookies={"rfr_login_csrf": token},
-        follow_redirects=False,
+        "/login", data={"username": "rita", "password": PASSWORD, "csrf": token}, follow_redirects=False
     )
     assert response.status_code == 303, response.text
     assert "rfr_session=" in response.headers["set-cookie"]
