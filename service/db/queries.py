@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import Candidate, FaceTemplate, ProbeFace, ProbeImage, Subject, Submission
@@ -37,9 +37,23 @@ def confirmed_matches(
     return query
 
 
-def next_candidate_rank(session: Session, face_id: int) -> int:
-    """The rank a candidate added after a probe face's ranked list takes."""
-    return int(session.scalar(select(func.max(Candidate.rank)).where(Candidate.probe_face_id == face_id)) or 0) + 1
+def rank_for_new_candidate(session: Session, face_id: int, score: float) -> tuple[int, list[int]]:
+    """Make room for a candidate found after a probe face's list was made (a cold-case re-search, a
+    group decision): its rank by score (after those scoring as much or more), the candidates below it
+    moved down one. Returns the rank and the list's candidate ids in their previous order, for the trail."""
+    previous = list(
+        session.scalars(select(Candidate.id).where(Candidate.probe_face_id == face_id).order_by(Candidate.rank))
+    )
+    rank = 1 + int(
+        session.scalar(select(func.count()).where(Candidate.probe_face_id == face_id, Candidate.score >= score)) or 0
+    )
+    below = (Candidate.probe_face_id == face_id) & (Candidate.rank >= rank)
+    # Two steps, so that (face, rank) stays unique after each row (no database defers the check).
+    session.execute(update(Candidate).where(below).values(rank=-(Candidate.rank + 1)))
+    session.execute(
+        update(Candidate).where(Candidate.probe_face_id == face_id, Candidate.rank < 0).values(rank=-Candidate.rank)
+    )
+    return rank, previous
 
 
 def subject_scores(

@@ -20,7 +20,7 @@ from service.db.models import (
     ReviewDecision,
     Submission,
 )
-from service.db.queries import confirmed_matches, next_candidate_rank, subject_scores
+from service.db.queries import confirmed_matches, rank_for_new_candidate, subject_scores
 from service.db.vectors import embedding_from_bytes
 from service.domain.events import ReviewDecided
 from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
@@ -197,11 +197,16 @@ class ReviewService:
             )
             decided: list[DecisionOut] = []
             skipped: list[int] = []
+            reranked: dict[str, list[int]] = {}  # a face given a candidate: its list's previous order
             for face in list(person.faces):
                 if face.review_state != state.value:
                     skipped.append(face.id)
                     continue
-                face_candidate = _face_candidate(session, face, chosen.subject_id) if chosen is not None else None
+                face_candidate = None
+                if chosen is not None:
+                    face_candidate, previous = _face_candidate(session, face, chosen.subject_id)
+                    if previous is not None:
+                        reranked[str(face.id)] = previous
                 decided.append(
                     self._decide_face(session, actor, face.id, action_value, outcome_value, face_candidate, note, None)
                 )
@@ -216,6 +221,7 @@ class ReviewService:
                 subject_id=chosen.subject_id if chosen else None,
                 face_ids=[d.face_id for d in decided],
                 skipped_face_ids=skipped,
+                **({"previous_ranking": reranked} if reranked else {}),
                 from_state=state.value,
                 to_state=target.value,
                 note_sha256=audit.note_digest(note),
@@ -378,20 +384,21 @@ def _record(
     return values
 
 
-def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> int:
-    """The id of the face's candidate for ``subject_id``, added after its ranked list if it has none."""
+def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> tuple[int, list[int] | None]:
+    """The id of the face's candidate for ``subject_id``, added at its rank by score if it has none
+    (then with the list's previous order of candidate ids)."""
     existing = session.scalar(
         select(Candidate.id).where(Candidate.probe_face_id == face.id, Candidate.subject_id == subject_id)
     )
     if existing is not None:
-        return int(existing)
+        return int(existing), None
     score = -1.0
     if face.embedding is not None:
         found = float(
             subject_scores(session, embedding_from_bytes(face.embedding)[None, :], [subject_id], face.pack_id)[0, 0]
         )
         score = found if np.isfinite(found) else score
-    rank = next_candidate_rank(session, face.id)
+    rank, previous = rank_for_new_candidate(session, face.id, score)
     candidate = Candidate(
         probe_face_id=face.id,
         rank=rank,
@@ -401,7 +408,7 @@ def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> int:
     )
     session.add(candidate)
     session.flush()
-    return int(candidate.id)
+    return int(candidate.id), previous
 
 
 def remaining_figures(session: Session, sid: int) -> dict[str, int]:

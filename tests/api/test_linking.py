@@ -369,6 +369,23 @@ def test_enrolling_a_groups_person_puts_candidates_in_the_review_queue(
     assert set(surfaced) <= {int(e["object_id"]) for e in events}  # and the later still of test 3
     assert all(e["actor"] == "adam" and e["details"]["score"] >= runtime.searcher.threshold for e in events)
 
+    # The new candidate takes its rank by score (it clears the threshold; the old list did not), the
+    # others move down one, in the API as in the database; the trail keeps the list's previous order.
+    for face_id in surfaced:
+        results = client.get(
+            f"/submissions/{next(f for f in repeat_faces if f['id'] == face_id)['submission']}/results",
+            headers=auth(tokens, "rita"),
+        )
+        [listed] = [f for i in results.json()["images"] for f in i["faces"] if f["id"] == face_id]
+        ranks = [c["rank"] for c in listed["candidates"]]
+        scores = [c["score"] for c in listed["candidates"]]
+        assert ranks == list(range(1, len(ranks) + 1)) and scores == sorted(scores, reverse=True), listed
+        assert listed["candidates"][0]["subject_id"] == subject_id
+        event = next(e for e in events if int(e["object_id"]) == face_id)
+        new_id = next(c.id for c in new if c.probe_face_id == face_id)
+        assert event["details"]["rank"] == 1 and new_id not in event["details"]["previous_ranking"]
+        assert [c["id"] for c in listed["candidates"]][1:] == event["details"]["previous_ranking"][: len(ranks) - 1]
+
     # Two people confirm one lead: the face leaves its unknown group and becomes the subject's appearance.
     lead = next(c for c in new if c.probe_face_id == repeat_faces[1]["id"])
     assert (

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.models import Candidate, GroupMember, ProbeFace, ProbeImage, ReviewDecision, Submission
-from service.db.queries import next_candidate_rank
+from service.db.queries import rank_for_new_candidate
 from service.domain.events import TemplateEnrolled
 from service.domain.roles import Principal
 from service.services import audit
@@ -69,9 +69,10 @@ class ColdCase:
                 if exists is not None:
                     continue
                 score = hits[int(face.id)]
+                rank, previous = rank_for_new_candidate(session, face.id, score)
                 candidate = Candidate(
                     probe_face_id=face.id,
-                    rank=next_candidate_rank(session, face.id),
+                    rank=rank,
                     score=score,
                     above_threshold=True,
                     subject_id=subject_id,
@@ -90,6 +91,8 @@ class ColdCase:
                     subject_id=subject_id,
                     template_id=template_id,
                     score=round(score, 4),
+                    rank=rank,
+                    previous_ranking=previous,
                     threshold=self.match_threshold,
                     group_id=int(group_id),
                     reopened_from=reopened_from,
