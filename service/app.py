@@ -11,9 +11,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+from starlette.formparsers import MultiPartParser
 
 from service.api import audit, gallery, health, linking, media, retention, review, search, submissions, users
 from service.api.errors import document_parse_errors, install_error_handlers
+from service.api.limits import RequestSizeLimit
 from service.api.security import SecurityMiddleware
 from service.config import Settings
 from service.runtime import Runtime
@@ -23,6 +25,9 @@ from service.web.pages import install as install_web
 log = logging.getLogger(__name__)
 
 ROUTERS = (health, users, gallery, submissions, search, review, media, audit, retention, linking)
+# An uploaded file past this many bytes is spooled to a temporary file by the form parser (Starlette's
+# default is 1 MiB): a request of many small files then holds at most this much of each in memory.
+SPOOL_MAX_BYTES = 64 * 1024
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -61,6 +66,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         ),
         lifespan=lifespan,
     )
+    # Added before the error handlers' request-id middleware, so it runs inside it: that middleware
+    # reads the body in a task group, which would wrap the cap's 413 in an exception group.
+    app.add_middleware(RequestSizeLimit, limit=lambda: config.images.max_request_bytes)
+    MultiPartParser.spool_max_size = SPOOL_MAX_BYTES
     install_error_handlers(app)
     for module in ROUTERS:
         app.include_router(module.router)

@@ -82,8 +82,19 @@ class QualitySettings(BaseModel):
 
 
 class ImageSettings(BaseModel):
+    """Limits on what one still, and one request, may cost (README, "Request memory")."""
+
     max_pixels: int = Field(default=50_000_000, ge=1, description="decompression-bomb guard")
     max_bytes: int = Field(default=25 * 1024 * 1024, ge=1, description="largest accepted upload")
+    # A still with a longer side is decoded reduced by a whole factor (a JPEG by its decoder's draft
+    # mode, without ever holding the full-size pixels) and analysed at that size; faces are still
+    # reported in the still's own pixels. 4096 keeps a face of 72 px in an 8192 px still findable.
+    work_max_side: int = Field(default=4096, ge=256, description="long side stills are analysed at")
+    # Stills decoded (and, for a search, analysed) at once by the API's search and upload checks.
+    max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
+    # The whole body of one request (every file of an upload together); more is refused with 413
+    # (request_too_large) before anything is stored. Room for a clip at its limit and some stills.
+    max_request_bytes: int = Field(default=1024 * 1024 * 1024, ge=1, description="largest accepted request body")
 
 
 class VideoSettings(BaseModel):

@@ -17,7 +17,9 @@ Nothing is built at import time.
 
 from __future__ import annotations
 
-from functools import cached_property, partial
+import threading
+from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.config import Settings
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
+    from service.embeddings.decode import DecodedStill
     from service.embeddings.pipeline import FacePipeline
     from service.services.audit import AuditTrail
     from service.services.gallery import GalleryIndexHolder, GalleryService
@@ -77,17 +80,31 @@ class Storage:
         except BaseException:
             engine.dispose()
             raise
-        return cls(settings, engine, factory, ImageStore(settings.images_dir), manifest)
+        store = ImageStore(settings.images_dir)
+        store.sweep_incoming()  # uploads staged by a process that died mid-request
+        return cls(settings, engine, factory, store, manifest)
 
     @property
     def pack_id(self) -> str:
         return self.manifest.id
 
     @cached_property
-    def decode(self) -> Decoder:
-        from service.embeddings.decode import decode_image
+    def decode_slots(self) -> threading.Semaphore:
+        """The stills the API may decode at once (its searches and upload checks): the process's
+        bound on decoded pixels in memory (``ImageSettings.max_concurrent_decodes``)."""
+        return threading.BoundedSemaphore(self.settings.images.max_concurrent_decodes)
 
-        return partial(decode_image, max_pixels=self.settings.images.max_pixels)
+    @cached_property
+    def decode(self) -> Decoder:
+        """A still's working-size pixels, within the pixel limit (the caller holds a decode slot)."""
+        from service.embeddings.decode import decode_still
+
+        images = self.settings.images
+
+        def decode(source: bytes | Path) -> DecodedStill:
+            return decode_still(source, max_pixels=images.max_pixels, max_side=images.work_max_side)
+
+        return decode
 
     @cached_property
     def users(self) -> UserService:
@@ -118,16 +135,18 @@ class Storage:
         from service.services.submissions import SubmissionService, UploadLimits
 
         limits = UploadLimits(self.settings.images.max_bytes, self.settings.video.max_bytes)
-        return SubmissionService(self.factory, self.store, self.decode, self.probe_clip, self.pack_id, limits)
+        return SubmissionService(
+            self.factory, self.store, self.decode, self.probe_clip, self.pack_id, limits, self.decode_slots
+        )
 
     @cached_property
     def probe_clip(self) -> ClipProber:
         video = self.settings.video
 
-        def probe(data: bytes) -> ClipInfo:
+        def probe(source: bytes | Path) -> ClipInfo:
             from service.video.clips import ClipLimits, probe_clip  # PyAV, only once a clip arrives
 
-            return probe_clip(data, ClipLimits(video.max_duration_s, video.max_frame_pixels))
+            return probe_clip(source, ClipLimits(video.max_duration_s, video.max_frame_pixels))
 
         return probe
 
@@ -135,7 +154,7 @@ class Storage:
     def media(self) -> MediaService:
         from service.services.media import MediaService
 
-        return MediaService(self.factory, self.store, self.decode)
+        return MediaService(self.factory, self.store, self.decode, self.decode_slots)
 
     @cached_property
     def retention(self) -> RetentionService:
@@ -190,7 +209,7 @@ class Runtime(Storage):
     def search(self) -> SearchService:
         from service.services.search import SearchService
 
-        return SearchService(self.pipeline, self.searcher, self.factory)
+        return SearchService(self.pipeline, self.searcher, self.factory, self.decode_slots)
 
     @cached_property
     def persons(self) -> PersonBuilder:

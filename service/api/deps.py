@@ -10,6 +10,7 @@ from fastapi import Depends, Request, Response, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.security import CSRF_HEADER, UNSAFE_METHODS, cookie_secure, csrf_matches
+from service.db.image_store import ImageStore, StagedFile
 from service.domain.roles import Permission, Principal
 from service.errors import Forbidden, PayloadTooLarge, Unauthenticated
 from service.runtime import Runtime
@@ -86,3 +87,20 @@ def read_upload(upload: UploadFile, limit: int) -> bytes:
     if len(data) > limit:
         raise PayloadTooLarge(f"{upload.filename}: exceeds the limit of {limit} bytes")
     return data
+
+
+def stage_uploads(store: ImageStore, uploads: list[UploadFile], limit: int) -> list[StagedFile]:
+    """Stream each upload (as the form parser spooled it) into a staged file of the store, in
+    chunks, refusing one over ``limit`` bytes with 413; on any failure none is left staged."""
+    staged: list[StagedFile] = []
+    try:
+        for upload in uploads:
+            try:
+                staged.append(store.stage(upload.file, limit))
+            except PayloadTooLarge as exc:
+                raise PayloadTooLarge(f"{upload.filename}: {exc.message}") from exc
+    except BaseException:
+        for file in staged:
+            store.discard(file)
+        raise
+    return staged

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.limits import RequestTooLarge
 from service.api.schemas import ErrorResponse
 from service.errors import ServiceError
 
@@ -26,7 +27,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorResponse,
         "description": "a conflicting change (decided first by someone else, the last admin)",
     },
-    413: {"model": ErrorResponse, "description": "upload over the size limit"},
+    413: {"model": ErrorResponse, "description": "a file, or the whole request, over its size limit"},
     422: {"model": ErrorResponse, "description": "malformed request or unreadable image"},
 }
 
@@ -110,7 +111,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = HTTP_CODES.get(exc.status_code, "http_error")
+        code = exc.code if isinstance(exc, RequestTooLarge) else HTTP_CODES.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)

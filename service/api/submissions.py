@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 
-from service.api.deps import Allowed, RuntimeDep, read_upload
+from service.api.deps import Allowed, RuntimeDep, stage_uploads
 from service.api.errors import ERRORS
 from service.api.schemas import Id, Offset, SubmissionCreate, UploadAccepted
 from service.domain.provenance import ProbeProvenance
@@ -88,15 +88,21 @@ def upload_images(
     """Upload stills and clips with provenance (a clip's ``captured_at`` is its start); they are queued
     and processed in the background, a clip in segments, its faces tracked.
 
-    The request is all or nothing: if any file is empty, unreadable, truncated or over-size, nothing is stored.
+    The request is all or nothing: if any file is empty, unreadable, truncated or over-size, nothing is
+    stored. Each file is streamed to disk and checked from there, never held in memory whole.
     """
     defaults = ProbeProvenance(retailer, store, incident_reference, captured_at, supplied_by, witness_statement, camera)
-    uploads = []
     limit = max(rt.settings.images.max_bytes, rt.settings.video.max_bytes)  # each kind's own is checked after
-    for i, upload in enumerate(files):
-        name = upload.filename or f"upload-{i + 1}"
-        data = read_upload(upload, limit)
-        uploads.append(Upload(name, data, _provenance_for(name, i, defaults, provenance)))
+    staged = stage_uploads(rt.store, files, limit)
+    try:
+        uploads = []
+        for i, (upload, file) in enumerate(zip(files, staged, strict=True)):
+            name = upload.filename or f"upload-{i + 1}"
+            uploads.append(Upload(name, file, _provenance_for(name, i, defaults, provenance)))
+    except BaseException:  # bad provenance: add_images, which owns the staged files, is never called
+        for file in staged:
+            rt.store.discard(file)
+        raise
     ids = rt.submissions.add_images(actor, submission_id, uploads)
     return {"submission_id": submission_id, "image_ids": ids}
 

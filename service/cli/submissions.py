@@ -93,11 +93,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         with progress(len(files), "uploading", args.quiet) as bar:
             for path in files:
                 name = str(path.relative_to(folder))
-                data = path.read_bytes()
+                with path.open("rb") as handle:  # streamed to the store's staging, never read whole
+                    staged = runtime.store.stage(handle)
                 try:
-                    submissions.add_images(actor, submission_id, [Upload(name, data, provenance_of(name))])
+                    submissions.add_images(actor, submission_id, [Upload(name, staged, provenance_of(name))])
                 except ServiceError as exc:
-                    submissions.add_rejected(actor, submission_id, name, data, exc.code, exc.message)
+                    submissions.add_rejected(actor, submission_id, name, staged, exc.code, exc.message)
                     rejected.append({"file": name, **exc.to_dict()})
                 bar.update(1)
         if not ServiceLock(runtime.settings.data_dir).service_running():

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -10,7 +11,7 @@ from numpy.typing import NDArray
 from service.config import Settings
 from service.domain.faces import DetectedFace, FaceRecord
 from service.embeddings.align import align_face
-from service.embeddings.decode import decode_image
+from service.embeddings.decode import DecodedStill, decode_still
 from service.embeddings.detector import FaceDetector, ScrfdDetector, YuNetDetector
 from service.embeddings.landmarks import CenterFaceLandmarks
 from service.embeddings.onnx_session import PrepareOptions, build_session, prepare_model
@@ -27,6 +28,30 @@ class ImageFaces:
     faces: list[FaceRecord]
     width: int
     height: int
+
+    def in_still(self, still: DecodedStill) -> ImageFaces:
+        """These faces, found in ``still``'s working pixels, in the still's own pixels (boxes and
+        landmarks scaled; quality stays as judged at the resolution analysed)."""
+        if not still.reduced:
+            return ImageFaces(self.faces, still.width, still.height)
+        up = 1.0 / still.scale
+        faces = [
+            replace(
+                record,
+                face=DetectedFace(
+                    box=(
+                        record.face.box[0] * up,
+                        record.face.box[1] * up,
+                        record.face.box[2] * up,
+                        record.face.box[3] * up,
+                    ),
+                    landmarks=(record.face.landmarks * up).astype(np.float32),
+                    det_score=record.face.det_score,
+                ),
+            )
+            for record in self.faces
+        ]
+        return ImageFaces(faces, still.width, still.height)
 
 
 class FacePipeline:
@@ -85,8 +110,14 @@ class FacePipeline:
             session, model, self.settings.runtime.embed_batch_size, flip=self.settings.recognition.flip
         )
 
-    def decode(self, data: bytes) -> NDArray[np.uint8]:
-        return decode_image(data, max_pixels=self.settings.images.max_pixels)
+    def decode_still(self, source: bytes | Path) -> DecodedStill:
+        """A still's pixels at working size (``ImageSettings.work_max_side``), with its own size."""
+        images = self.settings.images
+        return decode_still(source, max_pixels=images.max_pixels, max_side=images.work_max_side)
+
+    def decode(self, source: bytes | Path) -> NDArray[np.uint8]:
+        """A still's pixels at working size (those of a still no larger: all of it)."""
+        return self.decode_still(source).pixels
 
     def detect(self, image: NDArray[np.uint8], min_face_px: int | None = None) -> list[DetectedFace]:
         """Every face of a decoded BGR image, with refined landmarks when that is on; ``min_face_px``
@@ -110,5 +141,9 @@ class FacePipeline:
         ]
         return ImageFaces(faces=records, width=int(image.shape[1]), height=int(image.shape[0]))
 
-    def analyse_bytes(self, data: bytes) -> ImageFaces:
-        return self.analyse(self.decode(data))
+    def analyse_still(self, still: DecodedStill) -> ImageFaces:
+        """Every face of a decoded still, in the still's own pixels."""
+        return self.analyse(still.pixels).in_still(still)
+
+    def analyse_bytes(self, data: bytes | Path) -> ImageFaces:
+        return self.analyse_still(self.decode_still(data))

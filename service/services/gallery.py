@@ -310,12 +310,12 @@ class GalleryService:
             return EnrolOutcome("already_enrolled", reference, file_name, subject_id=int(existing[0]))
         try:
             try:
-                pixels = self.pipeline.decode(data)
+                still = self.pipeline.decode_still(data)
             except ServiceError as exc:
                 if refuse_unreadable:
                     raise type(exc)(f"{file_name}: {exc.message}") from exc
                 raise
-            analysed = self.pipeline.analyse(pixels)
+            analysed = self.pipeline.analyse_still(still)
         except ServiceError as exc:
             return EnrolOutcome("rejected", reference, file_name, reason_code=exc.code, reason=exc.message)
         choice = choose_custody_face(analysed.faces, turned_ok=given is None or not is_front(given))

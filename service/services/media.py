@@ -3,6 +3,7 @@ in the same transaction that reads it, and only for someone allowed to see it.""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +79,17 @@ def _front_view(session: Session, subject_id: int) -> CustodyImage | None:
 
 
 class MediaService:
-    def __init__(self, factory: sessionmaker[Session], store: ImageStore, decode: Decoder) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        store: ImageStore,
+        decode: Decoder,
+        decode_slots: threading.Semaphore | None = None,
+    ) -> None:
         self.factory = factory
         self.store = store
         self.decode = decode
+        self.decode_slots = decode_slots or threading.Semaphore(1)
 
     def _probe(self, session: Session, actor: Principal, image_id: int) -> ProbeImage:
         image = session.get(ProbeImage, image_id)
@@ -122,7 +130,7 @@ class MediaService:
         with path.open("rb") as head:
             return ClipFile(path, media_type(head.read(256)), image.sha256)
 
-    def _face_still(self, actor: Principal, face_id: int, *, crop: bool) -> tuple[bytes, list[float]]:
+    def _face_still(self, actor: Principal, face_id: int, *, crop: bool) -> tuple[Path, list[float]]:
         """The still a probe face is in (a clip's face: its shot) and the face's box; the view is audited."""
         with self.factory() as session, session.begin():
             face = session.get(ProbeFace, face_id)
@@ -132,25 +140,28 @@ class MediaService:
             audit.append(
                 session, actor, "probe_image_viewed", "probe_face", face_id, crop=crop, probe_image_id=image.id
             )
-            return self.store.get(face.frame_sha256 or image.sha256), list(face.box)
+            return self.store.path_for(face.frame_sha256 or image.sha256), list(face.box)
 
     def face_still(self, actor: Principal, face_id: int) -> Media:
         """The whole still a probe face was found in: the still itself, or a clip's shot (audited)."""
-        return Media.of(self._face_still(actor, face_id, crop=False)[0])
+        return Media.of(self._face_still(actor, face_id, crop=False)[0].read_bytes())
 
     def face_crop(self, actor: Principal, face_id: int) -> Media:
         """A probe face cropped with a margin from its still (a clip's face: its shot), as JPEG (audited
-        like the still)."""
-        data, box = self._face_still(actor, face_id, crop=True)
+        like the still). A large still is decoded at working size, as it was analysed, and the face's
+        box (in the still's own pixels) scaled to it."""
+        path, box = self._face_still(actor, face_id, crop=True)
         import cv2  # only here: the storage tier's other commands never load OpenCV
 
-        pixels = self.decode(data)
-        x, y, w, h = box
-        margin = CROP_MARGIN * max(w, h)
-        x0, y0 = max(0, int(x - margin)), max(0, int(y - margin))
-        x1 = min(pixels.shape[1], int(x + w + margin))
-        y1 = min(pixels.shape[0], int(y + h + margin))
-        ok, encoded = cv2.imencode(".jpg", pixels[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+        with self.decode_slots:
+            still = self.decode(path)
+            pixels = still.pixels
+            x, y, w, h = (v * still.scale for v in box)
+            margin = CROP_MARGIN * max(w, h)
+            x0, y0 = max(0, int(x - margin)), max(0, int(y - margin))
+            x1 = min(pixels.shape[1], int(x + w + margin))
+            y1 = min(pixels.shape[0], int(y + h + margin))
+            ok, encoded = cv2.imencode(".jpg", pixels[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
         if not ok:
             raise NotFound("face crop could not be produced")
         return Media(encoded.tobytes(), "image/jpeg")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from service.db.queries import subject_scores
 from service.domain.faces import FaceRecord
 from service.domain.roles import Permission, Principal
 from service.domain.search import CandidateHit, FaceOutcome, require_case_and_purpose
+from service.embeddings.decode import DecodedStill
 from service.embeddings.pipeline import FacePipeline
 from service.errors import Forbidden, InvalidRequest, PackMismatch
 from service.services import audit
@@ -101,15 +103,17 @@ class GallerySearcher:
 def analyse_and_search(
     pipeline: FacePipeline,
     searcher: GallerySearcher,
-    image: NDArray[np.uint8],
+    still: DecodedStill,
     search_poor_faces: bool,
     threshold: float | None = None,
 ) -> list[FaceOutcome]:
-    """Every face of one decoded still with its quality verdict; usable faces (or all, on override) searched.
+    """Every face of one decoded still (in its own pixels) with its quality verdict; usable faces
+    (or all, on override) searched.
 
     Inference runs outside any database transaction; only the candidate look-up uses one.
     """
-    return search_faces(searcher, pipeline.pack_id, pipeline.analyse(image).faces, search_poor_faces, threshold)
+    faces = pipeline.analyse_still(still).faces
+    return search_faces(searcher, pipeline.pack_id, faces, search_poor_faces, threshold)
 
 
 def search_faces(
@@ -175,10 +179,18 @@ def audit_search(
 class SearchService:
     """The one-off synchronous search of one still (API ``POST /search`` and ``rfr search``)."""
 
-    def __init__(self, pipeline: FacePipeline, searcher: GallerySearcher, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        pipeline: FacePipeline,
+        searcher: GallerySearcher,
+        factory: sessionmaker[Session],
+        decode_slots: threading.Semaphore | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.searcher = searcher
         self.factory = factory
+        # Held from decoding to the end of the analysis: while the still's pixels are in memory.
+        self.decode_slots = decode_slots or threading.Semaphore(1)
 
     def search_still(
         self,
@@ -200,8 +212,9 @@ class SearchService:
                 raise Forbidden(f"a threshold below the pack's {pack_threshold} needs the confirmer role")
             if not override_reason.strip():
                 raise InvalidRequest("a threshold override needs a reason")
-        image = self.pipeline.decode(data)
-        outcomes = analyse_and_search(self.pipeline, self.searcher, image, search_poor_faces, used)
+        with self.decode_slots:
+            still = self.pipeline.decode_still(data)
+            outcomes = analyse_and_search(self.pipeline, self.searcher, still, search_poor_faces, used)
         pack = self.pipeline.pack_id
         with self.factory() as session, session.begin():
             digest = sha256_bytes(data)
@@ -231,7 +244,7 @@ class SearchService:
         return SearchResult(
             pack_id=pack,
             threshold=used,
-            width=int(image.shape[1]),
-            height=int(image.shape[0]),
+            width=still.width,
+            height=still.height,
             faces=[FaceOut.model_validate(o.to_dict(i)) for i, o in enumerate(outcomes)],
         )

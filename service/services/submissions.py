@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from service.db.engine import read_session
-from service.db.image_store import ImageStore, sha256_bytes
+from service.db.image_store import ImageStore, StagedFile, sha256_bytes
 from service.db.models import (
     Candidate,
     ClipSegment,
@@ -50,8 +50,12 @@ from service.services.views import (
 )
 from service.video.formats import SNIFF_BYTES, looks_like_clip
 
-# Decodes an upload's bytes into pixels, or raises a typed error (``service.embeddings.decode``).
-Decoder = Callable[[bytes], NDArray[np.uint8]]
+if TYPE_CHECKING:
+    from service.embeddings.decode import DecodedStill
+
+# Decodes a still (its bytes or its file) into working-size pixels with its own size, or raises a
+# typed error (``service.embeddings.decode``).
+Decoder = Callable[[bytes | Path], "DecodedStill"]
 
 
 class ClipFacts(Protocol):
@@ -66,8 +70,8 @@ class ClipFacts(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-# Checks a clip's bytes whole and decodable within the limits, or raises ``ClipUnreadable``.
-ClipProber = Callable[[bytes], ClipFacts]
+# Checks a clip (its bytes or its file) whole and decodable within the limits, or raises ``ClipUnreadable``.
+ClipProber = Callable[[bytes | Path], ClipFacts]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +92,10 @@ IMAGE_STATUSES = ("queued", "processing", "done", "failed")
 
 @dataclass(frozen=True, slots=True)
 class Upload:
+    """A file to store: its bytes, or (an HTTP upload) already streamed to a staged file of the store."""
+
     file_name: str
-    data: bytes
+    data: bytes | StagedFile
     provenance: ProbeProvenance = field(default_factory=ProbeProvenance)
 
 
@@ -108,7 +114,12 @@ class UploadLimits:
 
 
 class SubmissionService:
-    """Needs no model: stills are validated by ``decode``, clips by ``probe_clip``, the pack named by ``pack_id``."""
+    """Needs no model: stills are validated by ``decode``, clips by ``probe_clip``, the pack named by ``pack_id``.
+
+    Every upload is checked from its staged file (an upload given as bytes is staged first), so a
+    request's files are never all in memory at once; ``decode_slots`` bounds the stills decoded at
+    once across the process.
+    """
 
     def __init__(
         self,
@@ -118,6 +129,7 @@ class SubmissionService:
         probe_clip: ClipProber,
         pack_id: str,
         limits: UploadLimits,
+        decode_slots: threading.Semaphore | None = None,
     ) -> None:
         self.factory = factory
         self.store = store
@@ -125,6 +137,7 @@ class SubmissionService:
         self.probe_clip = probe_clip
         self.pack_id = pack_id
         self.limits = limits
+        self.decode_slots = decode_slots or threading.Semaphore(1)
 
     def create(self, actor: Principal, case_reference: str, purpose: str, search_poor_faces: bool = False) -> int:
         require_case_and_purpose(case_reference, purpose)
@@ -151,40 +164,67 @@ class SubmissionService:
             )
             return int(submission.id)
 
-    def validate(self, upload: Upload) -> Checked:
-        """Refuse an upload that is over-size, or not a decodable still or a whole, decodable clip."""
-        clip = looks_like_clip(upload.data[:SNIFF_BYTES], upload.file_name)
+    def validate(self, file_name: str, staged: StagedFile) -> Checked:
+        """Refuse a staged upload that is over-size, or not a decodable still or a whole, decodable clip."""
+        clip = looks_like_clip(staged.head(SNIFF_BYTES), file_name)
         limit = self.limits.clip_bytes if clip else self.limits.still_bytes
-        if len(upload.data) > limit:
+        if staged.size > limit:
             kind = "clip" if clip else "still"
-            raise PayloadTooLarge(
-                f"{upload.file_name}: {len(upload.data)} bytes exceeds the limit of {limit} bytes for a {kind}"
-            )
+            raise PayloadTooLarge(f"{file_name}: {staged.size} bytes exceeds the limit of {limit} bytes for a {kind}")
         try:
             if clip:
-                facts = self.probe_clip(upload.data)
+                facts = self.probe_clip(staged.path)
                 return Checked(facts.width, facts.height, facts)
-            image = self.decode(upload.data)
+            with self.decode_slots:
+                still = self.decode(staged.path)
         except ServiceError as exc:
-            raise type(exc)(f"{upload.file_name}: {exc.message}", code=exc.code) from exc
-        return Checked(int(image.shape[1]), int(image.shape[0]))
+            raise type(exc)(f"{file_name}: {exc.message}", code=exc.code) from exc
+        return Checked(still.width, still.height)
 
     def add_images(self, actor: Principal, submission_id: int, uploads: list[Upload]) -> list[int]:
-        """Store every upload and queue it, or (if any is bad) store none of them."""
-        if not uploads:
-            raise InvalidRequest("no images in the request")
-        with read_session(self.factory) as session:
-            submission = visible_submission(session, actor, submission_id)
-            if submission.submitted_by != actor.username:
-                raise NotFound(f"submission {submission_id} not found")
-        checked = [self.validate(upload) for upload in uploads]
-        digests = [self.store.put(upload.data) for upload in uploads]
+        """Store every upload and queue it, or (if any is bad) store none of them.
+
+        The uploads' staged files are this call's: adopted into the store, or removed, whatever happens.
+        """
+        owned = [u.data for u in uploads if isinstance(u.data, StagedFile)]
+        try:
+            if not uploads:
+                raise InvalidRequest("no images in the request")
+            with read_session(self.factory) as session:
+                submission = visible_submission(session, actor, submission_id)
+                if submission.submitted_by != actor.username:
+                    raise NotFound(f"submission {submission_id} not found")
+            files = []
+            for upload in uploads:
+                if isinstance(upload.data, StagedFile):
+                    files.append(upload.data)
+                else:
+                    files.append(self.store.stage_bytes(upload.data))
+                    owned.append(files[-1])
+            checked = [self.validate(upload.file_name, file) for upload, file in zip(uploads, files, strict=True)]
+            for file in files:
+                self.store.adopt(file)
+            return self._queue(actor, submission_id, uploads, files, checked)
+        finally:
+            for file in owned:
+                self.store.discard(file)
+
+    def _queue(
+        self,
+        actor: Principal,
+        submission_id: int,
+        uploads: list[Upload],
+        files: list[StagedFile],
+        checked: list[Checked],
+    ) -> list[int]:
+        """The probe image rows and their jobs of uploads now in the store, in one audited transaction."""
+        digests = [file.sha256 for file in files]
         rows = [
             {
                 "submission_id": submission_id,
                 "file_name": upload.file_name[:255],
-                "sha256": digest,
-                "size_bytes": len(upload.data),
+                "sha256": file.sha256,
+                "size_bytes": file.size,
                 **asdict(upload.provenance),  # its fields are the probe image's provenance columns
                 "width": check.width,
                 "height": check.height,
@@ -193,7 +233,7 @@ class SubmissionService:
                 "clip": check.clip.to_dict() if check.clip is not None else None,
                 "status": "queued",
             }
-            for upload, digest, check in zip(uploads, digests, checked, strict=True)
+            for upload, file, check in zip(uploads, files, checked, strict=True)
         ]
         with self.factory() as session, session.begin():
             # Bulk inserts: the images (their ids come back in upload order), then one job each.
@@ -214,16 +254,18 @@ class SubmissionService:
         return ids
 
     def add_rejected(
-        self, actor: Principal, submission_id: int, file_name: str, data: bytes, code: str, message: str
+        self, actor: Principal, submission_id: int, file_name: str, data: bytes | StagedFile, code: str, message: str
     ) -> int:
-        """Record a file that could not be accepted as a failed image, so nothing submitted is lost silently."""
+        """Record a file that could not be accepted as a failed image, so nothing submitted is lost
+        silently (a staged file is known by its digest and size; it need not exist any more)."""
+        sha256, size = (data.sha256, data.size) if isinstance(data, StagedFile) else (sha256_bytes(data), len(data))
         with self.factory() as session, session.begin():
             visible_submission(session, actor, submission_id)
             image = ProbeImage(
                 submission_id=submission_id,
                 file_name=file_name[:255],
-                sha256=sha256_bytes(data),
-                size_bytes=len(data),
+                sha256=sha256,
+                size_bytes=size,
                 status="failed",
                 error_code=code,
                 error_message=message[:2000],

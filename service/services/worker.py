@@ -252,8 +252,8 @@ class JobWorker:
         try:
             if ticket.media == CLIP:
                 return JobOutcome(ticket, clip=self._analyse_clip(ticket))
-            image = self.pipeline.decode(self.store.get(ticket.digest))
-            faces = analyse_and_search(self.pipeline, self.searcher, image, ticket.search_poor)
+            still = self.pipeline.decode_still(self.store.path_for(ticket.digest))
+            faces = analyse_and_search(self.pipeline, self.searcher, still, ticket.search_poor)
         except LeaseLost as exc:  # another worker has the job now: leave it to them
             log.warning("%s", exc.message)
             return JobOutcome(ticket, retry=exc.message)

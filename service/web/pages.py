@@ -212,18 +212,18 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
         _text(form, "purpose"),
         _text(form, "search_poor_faces") == "true",
     )
-    # Read one byte past the larger limit: the service refuses a file over its own kind's limit.
-    limit = max(rt.settings.images.max_bytes, rt.settings.video.max_bytes)
+    # Each file is streamed to disk whole (the request's own size is capped), so the service refuses
+    # one over its kind's limit and records it by its digest.
     for upload in files:
         name = Path(upload.filename or "upload").name
-        data = await upload.read(limit + 1)
+        staged = await run_in_threadpool(rt.store.stage, upload.file)
         try:
             await run_in_threadpool(
-                rt.submissions.add_images, principal, submission_id, [Upload(name, data, provenance)]
+                rt.submissions.add_images, principal, submission_id, [Upload(name, staged, provenance)]
             )
         except ServiceError as exc:  # recorded as a failed image: nothing submitted is lost silently
             await run_in_threadpool(
-                rt.submissions.add_rejected, principal, submission_id, name, data[:limit], exc.code, exc.message
+                rt.submissions.add_rejected, principal, submission_id, name, staged, exc.code, exc.message
             )
     return RedirectResponse(f"/ui/submissions/{submission_id}", status_code=303)
 

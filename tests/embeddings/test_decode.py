@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.embeddings.decode import decode_image
+from service.embeddings.decode import decode_image, decode_still
 from service.embeddings.pipeline import FacePipeline
 from service.errors import ImageUnreadable
 from tests.conftest import encode, lfw_bytes, lfw_rgb
@@ -105,3 +105,54 @@ def test_pixel_limit_is_configurable() -> None:
     assert decode_image(data, max_pixels=250 * 250).shape == (250, 250, 3)
     with pytest.raises(ImageUnreadable, match="exceeds the limit"):
         decode_image(data, max_pixels=250 * 250 - 1)
+
+
+def _large(fmt: str, width: int, height: int, **kwargs: object) -> bytes:
+    """An LFW face (250 px) on a plain canvas of ``width`` x ``height``, at (1000, 600)."""
+    canvas = Image.new("RGB", (width, height), (120, 124, 118))
+    canvas.paste(lfw_rgb("Colin_Powell", 1), (1000, 600))
+    return encode(canvas, fmt, **kwargs)
+
+
+def test_a_large_jpeg_is_decoded_reduced_by_draft_mode() -> None:
+    data = _large("JPEG", 7000, 5000, quality=90)
+    still = decode_still(data, max_pixels=LIMIT, max_side=4096)
+    assert still.pixels.shape == (2500, 3500, 3) and still.scale == 0.5 and still.reduced
+    assert (still.width, still.height) == (7000, 5000), "the still's own size is kept"
+    full = decode_still(data, max_pixels=LIMIT)
+    assert full.pixels.shape == (5000, 7000, 3) and full.scale == 1.0 and not full.reduced
+    # The same place at either size: the working pixel (x, y) is the still's (x, y) / scale.
+    face = full.pixels[600:850, 1000:1250].astype(np.float64)
+    small = still.pixels[300:425, 500:625].astype(np.float64)
+    assert np.abs(face.reshape(125, 2, 125, 2, 3).mean(axis=(1, 3)) - small).mean() < 6.0
+    eighth = decode_still(data, max_pixels=LIMIT, max_side=1000)
+    assert eighth.pixels.shape == (625, 875, 3) and eighth.scale == 0.125
+
+
+def test_a_still_within_the_working_size_is_decoded_whole() -> None:
+    data = lfw_bytes("Colin_Powell", 1)
+    still = decode_still(data, max_pixels=LIMIT, max_side=4096)
+    assert still.pixels.shape == (250, 250, 3) and still.scale == 1.0 and (still.width, still.height) == (250, 250)
+
+
+def test_exif_rotation_swaps_the_stills_own_size_too() -> None:
+    canvas = Image.new("RGB", (6000, 3000), (120, 124, 118))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    data = encode(canvas, "JPEG", quality=80, exif=exif.tobytes())
+    still = decode_still(data, max_pixels=LIMIT, max_side=4096)
+    assert (still.width, still.height) == (3000, 6000) and still.pixels.shape == (3000, 1500, 3)
+
+
+def test_a_large_png_has_no_draft_mode_and_is_reduced_after_decoding() -> None:
+    still = decode_still(_large("PNG", 6000, 2000), max_pixels=LIMIT, max_side=4096)
+    assert still.pixels.shape == (1000, 3000, 3) and still.scale == 0.5 and (still.width, still.height) == (6000, 2000)
+
+
+def test_a_png_of_huge_dimensions_is_refused_by_the_pixel_limit_before_decoding() -> None:
+    # 8000 x 8000 of one grey compresses to a few dozen kilobytes: a decompression bomb, which the
+    # pixel limit refuses from its header whatever the working size (PNG has no draft mode).
+    data = encode(Image.new("L", (8000, 8000), 128), "PNG")
+    assert len(data) < 1_000_000
+    with pytest.raises(ImageUnreadable, match="8000x8000 pixels exceeds the limit of 50000000"):
+        decode_still(data, max_pixels=LIMIT, max_side=4096)

@@ -132,7 +132,7 @@ def test_the_shots_are_stored_stills_and_the_search_is_audited(runtime: Runtime,
     with runtime.factory() as session:
         frames = session.scalars(select(ProbeFace.frame_sha256).where(ProbeFace.probe_image_id == clip.id)).all()
         assert frames and all(runtime.store.exists(digest) for digest in frames if digest)
-        pixels = runtime.decode(runtime.store.get(str(frames[0])))
+        pixels = runtime.decode(runtime.store.get(str(frames[0]))).pixels
         assert pixels.shape == (360, 640, 3)
         assert session.scalar(select(func.count()).where(ClipSegment.probe_image_id == clip.id)) == 0
         searches = [
