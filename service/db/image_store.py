@@ -124,6 +124,17 @@ class ImageStore:
                 continue
         return removed
 
+    def stored_before(self, cutoff: float) -> Iterable[str]:
+        """The digests of the stored files last written before ``cutoff`` (a ``time.time()``)."""
+        for path in self.root.glob("??/??/*"):
+            if path.parent.parent.name == INCOMING or len(path.name) != 64:
+                continue
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    yield path.name
+            except FileNotFoundError:
+                continue
+
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import Candidate, FaceTemplate, ProbeFace, ProbeImage, Subject, Submission
+from service.db.models import Candidate, CustodyImage, FaceTemplate, ProbeFace, ProbeImage, Subject, Submission
 from service.db.vectors import embedding_from_bytes
 
 
@@ -35,6 +37,17 @@ def confirmed_matches(
     if subject_id is not None:
         query = query.where(Candidate.subject_id == subject_id)
     return query
+
+
+def digests_in_use(session: Session, digests: Iterable[str]) -> set[str]:
+    """Which of ``digests`` a row still names: a probe image, a clip's shot or a custody image."""
+    wanted = sorted(set(digests))
+    used: set[str] = set()
+    for start in range(0, len(wanted), 500):  # well under any database's bound-parameter limit
+        chunk = wanted[start : start + 500]
+        for column in (ProbeImage.sha256, ProbeFace.frame_sha256, CustodyImage.sha256):
+            used.update(str(d) for d in session.scalars(select(column).where(column.in_(chunk)).distinct()))
+    return used
 
 
 def rank_for_new_candidate(session: Session, face_id: int, score: float) -> tuple[int, list[int]]:

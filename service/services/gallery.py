@@ -22,10 +22,10 @@ from service.db.models import (
     GalleryState,
     PersonCandidate,
     ProbeFace,
-    ProbeImage,
     ProbePerson,
     Subject,
 )
+from service.db.queries import digests_in_use
 from service.db.vectors import embedding_from_bytes, embedding_to_bytes
 from service.domain.events import TemplateEnrolled
 from service.domain.faces import FaceRecord
@@ -436,11 +436,9 @@ class GalleryService:
                 decided_persons=persons,
             )
         self.holder.applied(version, remove=np.array(template_ids, dtype=np.int64))
-        removed_files = 0
         with self.factory() as session:
-            for digest in digests:
-                if not self._file_in_use(session, digest) and self.store.delete(digest):
-                    removed_files += 1
+            used = digests_in_use(session, digests)
+        removed_files = sum(1 for digest in sorted(set(digests) - used) if self.store.delete(digest))
         return DeletedSubject(
             subject_id=subject_id, templates=len(template_ids), images=len(digests), files=removed_files
         )
@@ -459,12 +457,6 @@ class GalleryService:
         if ids:
             session.execute(update(decided).where(decided.id.in_(ids)).values(review_candidate_id=None))
         return ids
-
-    @staticmethod
-    def _file_in_use(session: Session, digest: str) -> bool:
-        custody = session.scalar(select(func.count()).select_from(CustodyImage).where(CustodyImage.sha256 == digest))
-        probes = session.scalar(select(func.count()).select_from(ProbeImage).where(ProbeImage.sha256 == digest))
-        return bool(custody or probes)
 
     def save_index(self) -> None:
         with self.holder.lock:

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.image_store import ImageStore
-from service.db.models import CustodyImage, ProbeFace, ProbeImage, ProbePerson, Submission
+from service.db.models import ProbeFace, ProbePerson, Submission
+from service.db.queries import digests_in_use
 from service.domain.roles import Principal, Role
 from service.errors import InvalidRequest
 from service.services import audit
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIN_RETENTION_DAYS = 1.0
+ORPHAN_AGE_S = 6 * 3600.0  # an upload stores its files and commits their rows well within this
 
 
 def _confirmed(face: ProbeFace) -> bool:
@@ -104,15 +107,24 @@ class RetentionService:
                 session, actor, "purge", "retention", "", cutoff=cutoff.isoformat(), retention_days=keep_days, **stats
             )
         with self.factory() as session:
-            for digest in sorted(set(digests)):
-                in_use = (
-                    session.scalar(select(func.count()).where(ProbeImage.sha256 == digest))
-                    or session.scalar(select(func.count()).where(ProbeFace.frame_sha256 == digest))
-                    or session.scalar(select(func.count()).where(CustodyImage.sha256 == digest))
-                )
-                if not in_use and self.store.delete(digest):
-                    stats["files_deleted"] += 1
+            used = digests_in_use(session, digests)
+        stats["files_deleted"] = sum(1 for d in sorted(set(digests) - used) if self.store.delete(d))
+        stats["orphan_files_deleted"] = self.sweep_orphans()
         return PurgeResult(**stats)
+
+    def sweep_orphans(self, older_than_s: float = ORPHAN_AGE_S) -> int:
+        """Remove stored files no row names that are older than ``older_than_s``: an upload that died
+        between storing its files and committing their rows (a younger file may be a live upload's)."""
+        removed = 0
+        candidates = list(self.store.stored_before(time.time() - older_than_s))
+        with self.factory() as session:
+            used = digests_in_use(session, candidates)
+        for digest in candidates:
+            if digest not in used and self.store.delete(digest):
+                removed += 1
+        if removed:
+            log.warning("removed %d stored files that no record names (interrupted uploads)", removed)
+        return removed
 
     @staticmethod
     def _keep_figures(submission: Submission, part: dict[str, int]) -> None:

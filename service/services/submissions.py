@@ -236,22 +236,44 @@ class SubmissionService:
             for upload, file, check in zip(uploads, files, checked, strict=True)
         ]
         with self.factory() as session, session.begin():
-            # Bulk inserts: the images (their ids come back in upload order), then one job each.
-            returning = insert(ProbeImage).returning(ProbeImage.id, sort_by_parameter_order=True)
-            ids = [int(i) for i in session.scalars(returning, rows).all()]
-            session.execute(insert(Job), [{"probe_image_id": i, "status": "queued"} for i in ids])
-            clips = [i for i, check in zip(ids, checked, strict=True) if check.clip is not None]
+            # A still or clip already in the submission (the same bytes, sent twice) is not stored or
+            # processed again: the upload names the image it already is.
+            known: dict[str, int] = dict(
+                session.execute(
+                    select(ProbeImage.sha256, ProbeImage.id).where(
+                        ProbeImage.submission_id == submission_id,
+                        ProbeImage.sha256.in_(set(digests)),
+                        ProbeImage.status != "failed",
+                    )
+                ).all()
+            )
+            fresh: list[int] = []  # positions of the uploads that are new
+            for position, digest in enumerate(digests):
+                if digest not in known:
+                    known[digest] = -1  # taken by this upload
+                    fresh.append(position)
+            new_ids: list[int] = []
+            if fresh:
+                # Bulk inserts: the images (their ids come back in upload order), then one job each.
+                returning = insert(ProbeImage).returning(ProbeImage.id, sort_by_parameter_order=True)
+                new_ids = [int(i) for i in session.scalars(returning, [rows[p] for p in fresh]).all()]
+                session.execute(insert(Job), [{"probe_image_id": i, "status": "queued"} for i in new_ids])
+            known |= {digests[p]: i for p, i in zip(fresh, new_ids, strict=True)}
+            clips = [i for p, i in zip(fresh, new_ids, strict=True) if checked[p].clip is not None]
+            repeated = set(range(len(digests))) - set(fresh)
+            duplicates = [{"file": uploads[p].file_name[:255], "image_id": known[digests[p]]} for p in sorted(repeated)]
             audit.append(
                 session,
                 actor,
                 "images_uploaded",
                 "submission",
                 submission_id,
-                image_ids=ids,
-                image_sha256=digests,
+                image_ids=new_ids,
+                image_sha256=[digests[p] for p in fresh],
                 **({"clip_ids": clips} if clips else {}),
+                **({"duplicates": duplicates} if duplicates else {}),
             )
-        return ids
+        return [known[digest] for digest in digests]
 
     def add_rejected(
         self, actor: Principal, submission_id: int, file_name: str, data: bytes | StagedFile, code: str, message: str

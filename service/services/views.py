@@ -329,6 +329,9 @@ class PurgeResult(BaseModel):
     unknown_faces_removed: int = Field(default=0, description="purged faces that left their unknown groups")
     unknown_groups_deleted: int = Field(default=0, description="unknown groups left empty")
     persons_deleted: int = Field(default=0, description="persons of an incident left without a face")
+    orphan_files_deleted: int = Field(
+        default=0, description="stored files no record named (an upload that died before its commit)"
+    )
 
 
 class Lead(BaseModel):

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from service.app import create_app
-from service.db.models import Candidate, ProbeFace, ProbeImage, Submission
+from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
 from service.runtime import Runtime
 from tests.conftest import encode, far_too_small_still, lfw_path, lfw_rgb
 from tests.fixtures import ENROLLED, NOT_ENROLLED, auth
@@ -227,3 +227,35 @@ def test_the_api_docs_load_nothing_from_outside(client: TestClient) -> None:
             if asset.endswith((".js", ".css")):
                 response = client.get(asset)
                 assert response.status_code == 200 and len(response.content) > 10_000, asset
+
+
+def test_the_same_still_sent_twice_is_stored_and_processed_once(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    submission_id = new_submission(client)
+    twice, once = lfw_path("Hugo_Chavez", 3), lfw_path("Laura_Bush", 2)
+    first = upload(client, submission_id, [twice, once, twice])["image_ids"]
+    assert first[0] == first[2] and first[0] != first[1]
+    again = upload(client, submission_id, [twice])["image_ids"]
+    assert again == [first[0]], "a still already in the submission names the image it is"
+    with runtime.factory() as session:
+        stored = session.scalar(select(func.count()).where(ProbeImage.submission_id == submission_id))
+        jobs = session.scalar(
+            select(func.count()).select_from(Job).join(ProbeImage).where(ProbeImage.submission_id == submission_id)
+        )
+    assert (stored, jobs) == (2, 2)
+    runtime.worker.run_until_empty()
+    assert client.get(f"/submissions/{submission_id}").json()["progress"]["done"] == 2
+    # Another submission may hold the same still: it is its own probe there.
+    other = new_submission(client)
+    assert upload(client, other, [twice])["image_ids"] != [first[0]]
+    events = client.get(
+        "/audit",
+        params={"action": "images_uploaded", "object_id": str(submission_id)},
+        headers=auth(tokens, "audrey"),
+    ).json()
+    assert [e["details"].get("duplicates") for e in events] == [
+        [{"file": twice.name, "image_id": first[0]}],
+        [{"file": twice.name, "image_id": first[0]}],
+    ]
+    assert events[1]["details"]["image_ids"] == []
