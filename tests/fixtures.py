@@ -5,13 +5,19 @@ gallery, its users and their tokens. Loaded for every test folder by ``tests/con
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
 from sqlalchemy import create_engine, make_url, text
 
+from benchmarks.harness import free_port
+from service.app import create_app
 from service.config import Settings, WorkerSettings
 from service.domain.roles import Principal, Role, operator_principal
 from service.embeddings.pipeline import FacePipeline
@@ -163,3 +169,21 @@ def top_lists(runtime: Runtime, queries: np.ndarray) -> list[list[tuple[str, flo
     """Each query's gallery hits as (custody reference, score)."""
     found = runtime.searcher.search(queries, runtime.pipeline.pack_id)
     return [[(h.custody_reference, round(h.score, 5)) for h in hits] for hits in found]
+
+
+@contextmanager
+def serving(runtime: Runtime) -> Iterator[str]:
+    """The service over ``runtime`` listening on a free loopback port, in a thread; its base URL."""
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not uv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "the service did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        uv.should_exit = True
+        thread.join(10)

@@ -8,17 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from benchmarks.harness import free_port
-from service.app import create_app
 from service.runtime import Runtime
+from tests.fixtures import serving
 
 ROLES = ("adam", "cora", "ana")  # admin, confirmer, analyst
 EXAMPLES = 10  # per operation and phase: bounded, about half a minute per role on this machine
@@ -33,17 +29,8 @@ def schemathesis_cli() -> str:
 
 @pytest.fixture(scope="module")
 def server(runtime: Runtime, tokens: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(create_app(runtime=runtime), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the service did not start"
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
+    with serving(runtime) as base:
+        yield base
 
 
 @pytest.mark.parametrize("user", ROLES)

@@ -10,23 +10,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
-from benchmarks.harness import free_port
-from service.app import create_app
 from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
 from tests.clips import CLIP, VIDEO
 from tests.conftest import PROJECT_ROOT, lfw_path
+from tests.fixtures import serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -63,17 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, settings: Settings, pipelin
         )
     for user, role in (("ana", "analyst"), ("rita", "reviewer"), ("cora", "confirmer"), ("audrey", "auditor")):
         rt.users.create(operator, user, role, PASSWORD)
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the service did not start"
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(10)
+    with serving(rt) as base:
+        yield base
     rt.close()
 
 
