@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.schemas import BodyId, Id, Offset
+from service.api.schemas import BodyId, Id, Offset, Version
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.linking import models as read
@@ -111,13 +111,13 @@ class ProlificEntry(Spread):
 
 class ConfirmRequest(BaseModel):
     note: str = Field(default="", max_length=4000)
-    expected_version: BodyId | None = None
+    expected_version: Version | None = None
 
 
 class SplitRequest(BaseModel):
     face_ids: list[BodyId] = Field(min_length=1, description="the faces that leave for a new group of their own")
     note: str = Field(default="", max_length=4000)
-    expected_version: BodyId | None = None
+    expected_version: Version | None = None
 
 
 class MergeRequest(BaseModel):

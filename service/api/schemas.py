@@ -8,11 +8,14 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
-# Ids and offsets are 64-bit in the database: anything larger is refused (422) before it reaches it.
-MAX_ID = 2**63 - 1
-Id = Annotated[int, Path(ge=0, le=MAX_ID, description="a 64-bit id")]
-Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
+# Anything larger than the database holds is refused (422) before it reaches it: ids are INTEGER
+# columns (32-bit on PostgreSQL), versions, sequence numbers and offsets 64-bit.
+MAX_ID = 2**31 - 1
+MAX_BIG = 2**63 - 1
+Id = Annotated[int, Path(ge=0, le=MAX_ID, description="an id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_BIG)]
 BodyId = Annotated[int, Field(ge=0, le=MAX_ID)]
+Version = Annotated[int, Field(ge=0, le=MAX_BIG)]
 
 
 class ErrorBody(BaseModel):
@@ -96,7 +99,7 @@ class DecisionRequest(BaseModel):
     outcome: str | None = Field(default=None, description="for review: possible_match | no_match | inconclusive")
     candidate_id: BodyId | None = Field(default=None, description="for possible_match: the candidate's id")
     note: str = Field(default="", max_length=4000)
-    expected_version: BodyId | None = Field(default=None, description="the face's review version you decided on")
+    expected_version: Version | None = Field(default=None, description="the face's review version you decided on")
 
 
 class DisclosureRequest(BaseModel):

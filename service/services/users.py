@@ -160,7 +160,8 @@ class UserService:
             return int(user.id)
 
     def _user(self, session: Session, username: str) -> User:
-        user = session.scalar(select(User).where(User.username == username))
+        # A name no account can have (a NUL, a control character) is not looked up: PostgreSQL refuses NUL.
+        user = session.scalar(select(User).where(User.username == username)) if USERNAME.fullmatch(username) else None
         if user is None:
             raise NotFound(f"user {username!r} not found")
         return user
@@ -209,7 +210,7 @@ class UserService:
         Unknown users and disabled ones cost the same password check as known ones (the timing tells
         no one who exists). After repeated failures for a user name, or from an address, sign-in is
         refused for a while (``TooManyAttempts``, 429), before any password is checked."""
-        typed = username[:128]
+        typed = username[:128].encode("unicode_escape").decode("ascii")  # as typed, NUL and controls escaped
         wait = self.throttle.refusal(typed, address)
         if wait:
             with self.factory() as session, session.begin():
@@ -219,7 +220,9 @@ class UserService:
                 )  # fmt: skip
             raise TooManyAttempts(f"too many failed sign-ins: try again in {wait} s")
         with self.factory() as session, session.begin():
-            user = session.scalar(select(User).where(User.username == username))
+            user = (
+                session.scalar(select(User).where(User.username == username)) if USERNAME.fullmatch(username) else None
+            )
             ok = _verify(user.password_hash if user is not None and not user.disabled else _dummy_hash(), password)
             ok = ok and user is not None and not user.disabled
             if not ok or user is None:
