@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from service.api.deps import Allowed, RuntimeDep, read_upload
 from service.api.errors import ERRORS
 from service.api.schemas import EnrolResult, Id, Offset
-from service.domain.provenance import SubjectProvenance
+from service.domain.provenance import TEXT_MAX, SubjectProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.views import DeletedSubject, SubjectOut
@@ -23,10 +23,10 @@ def enrol(
     actor: Annotated[Principal, Allowed(P.MANAGE_GALLERY)],
     file: Annotated[UploadFile, File(description="one custody image")],
     custody_reference: Annotated[str, Form(min_length=1, max_length=128)],
-    source: Annotated[str, Form(max_length=200)] = "",
-    lawful_basis: Annotated[str, Form(max_length=200)] = "",
+    source: Annotated[str, Form(max_length=TEXT_MAX)] = "",
+    lawful_basis: Annotated[str, Form(max_length=TEXT_MAX)] = "",
     conviction_status: Annotated[str, Form(max_length=64)] = "unknown",
-    under_18: Annotated[bool, Form()] = False,
+    under_18: Annotated[str, Form(description="yes or no (true/false, 1/0, on/off)")] = "",
     view: Annotated[
         str, Form(max_length=64, description="front, left, right, left_profile, right_profile or free text")
     ] = "",
@@ -34,7 +34,10 @@ def enrol(
     """Enrol one custody image as a view of a subject's record (created on first enrolment). A turned
     view is accepted beside a front view of the same record; an unreadable file is a 422."""
     data = read_upload(file, rt.settings.images.max_bytes)
-    provenance = SubjectProvenance(source, lawful_basis, conviction_status, under_18)
+    provenance = SubjectProvenance.parse(
+        {"source": source, "lawful_basis": lawful_basis, "conviction_status": conviction_status, "under_18": under_18},
+        "the form fields",
+    )
     outcome = rt.gallery.enrol(
         actor, custody_reference, data, file.filename or "upload", provenance, refuse_unreadable=True, view=view
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -11,7 +10,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from service.api.deps import Allowed, RuntimeDep, stage_uploads
 from service.api.errors import ERRORS
 from service.api.schemas import Id, Offset, SubmissionCreate, UploadAccepted
-from service.domain.provenance import ProbeProvenance
+from service.domain.provenance import TEXT_MAX, ProbeProvenance
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.errors import InvalidRequest
@@ -57,8 +56,6 @@ def _provenance_for(name: str, index: int, defaults: ProbeProvenance, raw: str |
         raise InvalidRequest("provenance must be a JSON list (one per file) or an object keyed by file name")
     if entry is None:
         return defaults
-    if not isinstance(entry, dict):
-        raise InvalidRequest(f"provenance for {name} must be an object")
     return defaults.updated(entry, name)
 
 
@@ -73,13 +70,19 @@ def upload_images(
     actor: Annotated[Principal, Allowed(P.SUBMIT)],
     submission_id: Id,
     files: Annotated[list[UploadFile], File(description="one or more stills or clips")],
-    retailer: Annotated[str, Form(max_length=200)] = "",
-    store: Annotated[str, Form(max_length=200)] = "",
-    incident_reference: Annotated[str, Form(max_length=200)] = "",
-    captured_at: Annotated[datetime | None, Form()] = None,
-    supplied_by: Annotated[str, Form(max_length=200)] = "",
-    witness_statement: Annotated[bool, Form()] = False,
-    camera: Annotated[str, Form(max_length=200)] = "",
+    retailer: Annotated[str, Form(max_length=TEXT_MAX)] = "",
+    store: Annotated[str, Form(max_length=TEXT_MAX)] = "",
+    incident_reference: Annotated[str, Form(max_length=TEXT_MAX)] = "",
+    captured_at: Annotated[
+        str,
+        Form(
+            description="ISO 8601 date or date-time; with its offset (kept in UTC), else read as UTC",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = "",
+    supplied_by: Annotated[str, Form(max_length=TEXT_MAX)] = "",
+    witness_statement: Annotated[str, Form(description="yes or no (true/false, 1/0, on/off)")] = "",
+    camera: Annotated[str, Form(max_length=TEXT_MAX)] = "",
     provenance: Annotated[
         str | None,
         Form(description="JSON: a list (one object per file) or an object keyed by file name; overrides the fields"),
@@ -91,7 +94,16 @@ def upload_images(
     The request is all or nothing: if any file is empty, unreadable, truncated or over-size, nothing is
     stored. Each file is streamed to disk and checked from there, never held in memory whole.
     """
-    defaults = ProbeProvenance(retailer, store, incident_reference, captured_at, supplied_by, witness_statement, camera)
+    fields = {
+        "retailer": retailer,
+        "store": store,
+        "incident_reference": incident_reference,
+        "captured_at": captured_at,
+        "supplied_by": supplied_by,
+        "witness_statement": witness_statement,
+        "camera": camera,
+    }
+    defaults = ProbeProvenance.parse(fields, "the form fields")
     limit = max(rt.settings.images.max_bytes, rt.settings.video.max_bytes)  # each kind's own is checked after
     staged = stage_uploads(rt.store, files, limit)
     try:

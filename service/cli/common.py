@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -76,17 +76,6 @@ def read_image(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ImageUnreadable(f"cannot read file: {exc.strerror or exc}") from exc
-
-
-def when(value: str | None) -> datetime | None:
-    """An ISO 8601 date or date-time flag (UTC when no zone is given)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise SystemExit(f"not an ISO 8601 date or date-time: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def open_storage(args: argparse.Namespace) -> closing[Storage]:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.cli.common import emit, image_files, open_runtime, operator, progress
-from service.domain.provenance import truthy
 
 if TYPE_CHECKING:
     from service.domain.provenance import SubjectProvenance
@@ -52,21 +51,18 @@ def _items(args: argparse.Namespace) -> list[Item]:
     if args.manifest:
         manifest = Path(args.manifest)
         with manifest.open(newline="") as fh:
-            for row in csv.DictReader(fh):
+            reader = csv.DictReader(fh)
+            for row in reader:
                 path = Path(row["path"])
                 if not path.is_absolute():
                     path = (Path(args.folder) if args.folder else manifest.parent) / path
-                provenance = SubjectProvenance(
-                    source=row.get("source", "") or "",
-                    lawful_basis=row.get("lawful_basis", "") or "",
-                    conviction_status=row.get("conviction_status", "") or "unknown",
-                    under_18=truthy(row.get("under_18")),
-                )
+                cells = {name: row.get(name) for name in SubjectProvenance.model_fields}
+                provenance = SubjectProvenance.parse(cells, f"{manifest} line {reader.line_num}")
                 items.append(Item(row["custody_reference"], path, provenance, row.get("view") or None))
         return items
     if not args.folder:
         raise SystemExit("rfr gallery import: give FOLDER or --manifest FILE.csv")
-    default = SubjectProvenance(source=args.source, lawful_basis=args.lawful_basis)
+    default = SubjectProvenance.parse({"source": args.source, "lawful_basis": args.lawful_basis}, "the flags")
     for subject_dir in sorted(p for p in Path(args.folder).iterdir() if p.is_dir()):
         items.extend(Item(subject_dir.name, path, default) for path in image_files(subject_dir))
     return items

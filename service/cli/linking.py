@@ -7,7 +7,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from service.cli.common import TOKEN_HELP, acting_user, emit, open_storage, require, when
+from service.cli.common import TOKEN_HELP, acting_user, emit, open_storage, require
+from service.domain.provenance import parse_when
 from service.domain.roles import Permission
 
 if TYPE_CHECKING:
@@ -116,8 +117,8 @@ def cmd_prolific(args: argparse.Namespace) -> int:
         require(actor, Permission.READ_PROLIFIC, doing="read the prolific-offender view")
         entries = storage.linking.prolific(
             actor,
-            since=when(args.since),
-            until=when(args.until),
+            since=parse_when(args.since, "--since"),
+            until=parse_when(args.until, "--until"),
             retailers=args.retailer or [],
             stores=args.store or [],
             top=args.top,

@@ -6,13 +6,13 @@ import argparse
 import csv
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.cli.common import emit, image_files, open_runtime, open_storage, operator, progress, read_image
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
-from service.errors import ServiceError
+from service.errors import InvalidRequest, ServiceError
 from service.service_lock import ServiceLock
 
 if TYPE_CHECKING:
@@ -54,27 +54,47 @@ def add_parser(sub: Any) -> None:
     search.set_defaults(func=cmd_search)
 
 
-def _probe_provenance(args: argparse.Namespace) -> Callable[[str], ProbeProvenance]:
-    """A function (file relative to the folder) -> ProbeProvenance: the flags, overridden by the file's
-    non-empty CSV columns (the CSV's ``file`` is the relative path, or the bare file name)."""
-    default = ProbeProvenance(
-        retailer=args.retailer,
-        store=args.store,
-        incident_reference=args.incident,
-        supplied_by=args.supplied_by,
-        witness_statement=args.witness_statement,
-        camera=args.camera,
-    ).updated({"captured_at": args.captured_at or ""}, "--captured-at")
+def _probe_provenance(args: argparse.Namespace, names: Sequence[str]) -> dict[str, ProbeProvenance]:
+    """Each file's provenance (by its path relative to the folder): the flags, overridden by the file's
+    non-empty CSV cells (the CSV's ``file`` is that path, or the bare file name).
+
+    Every value is checked by the one provenance model before anything is created: a bad cell, an
+    unknown column or a CSV without a ``file`` column exits naming it."""
+    flags = {
+        "retailer": args.retailer,
+        "store": args.store,
+        "incident_reference": args.incident,
+        "captured_at": args.captured_at,
+        "supplied_by": args.supplied_by,
+        "witness_statement": args.witness_statement,
+        "camera": args.camera,
+    }
+    default = ProbeProvenance.parse(flags, "the flags")
     rows: dict[str, dict[str, str]] = {}
     if args.provenance:
-        with open(args.provenance, newline="") as fh:
-            rows = {row["file"]: row for row in csv.DictReader(fh)}
-
-    def lookup(name: str) -> ProbeProvenance:
-        row = rows.get(name) or rows.get(Path(name).name) or {}
-        return default.updated({k: v for k, v in row.items() if k in PROBE_FIELDS and v}, name)
-
-    return lookup
+        try:
+            with open(args.provenance, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                columns = [c for c in reader.fieldnames or [] if c]
+                rows = {row["file"]: row for row in reader} if "file" in columns else {}
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise InvalidRequest(f"cannot read the provenance CSV {args.provenance}: {exc}") from exc
+        if "file" not in columns:
+            raise InvalidRequest(f"the provenance CSV {args.provenance} has no 'file' column")
+        unknown = sorted(set(columns) - set(PROBE_FIELDS) - {"file"})
+        if unknown:
+            raise InvalidRequest(f"unknown provenance columns in {args.provenance}: {unknown}; known: {PROBE_FIELDS}")
+    found: dict[str, ProbeProvenance] = {}
+    named: set[str] = set()
+    for name in names:
+        key = name if name in rows else Path(name).name
+        row = rows.get(key, {})
+        named.add(key)
+        cells = {k: v for k, v in row.items() if k in PROBE_FIELDS and v}
+        found[name] = default.updated(cells, f"{name} (CSV)") if cells else default
+    for missing in sorted(set(rows) - named):
+        sys.stderr.write(f"rfr submit: the provenance CSV names {missing!r}, which is not under the folder\n")
+    return found
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -84,19 +104,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
     files = image_files(folder, clips=True) if folder.is_dir() else []
     if not files:
         raise SystemExit(f"rfr submit: no stills or clips found under {folder}")
+    names = [str(path.relative_to(folder)) for path in files]
+    provenance_of = _probe_provenance(args, names)  # checked before the model loads or anything is created
     with open_runtime(args) as runtime:
-        provenance_of = _probe_provenance(args)
         actor = operator()
         submissions = runtime.submissions
         submission_id = submissions.create(actor, args.case, args.purpose, args.search_poor_faces)
         rejected = []
         with progress(len(files), "uploading", args.quiet) as bar:
-            for path in files:
-                name = str(path.relative_to(folder))
+            for path, name in zip(files, names, strict=True):
                 with path.open("rb") as handle:  # streamed to the store's staging, never read whole
                     staged = runtime.store.stage(handle)
                 try:
-                    submissions.add_images(actor, submission_id, [Upload(name, staged, provenance_of(name))])
+                    submissions.add_images(actor, submission_id, [Upload(name, staged, provenance_of[name])])
                 except ServiceError as exc:
                     submissions.add_rejected(actor, submission_id, name, staged, exc.code, exc.message)
                     rejected.append({"file": name, **exc.to_dict()})

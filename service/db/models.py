@@ -18,9 +18,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from service.domain.times import as_utc
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -39,7 +43,21 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-Timestamp = DateTime(timezone=True)
+class Timestamp(TypeDecorator[datetime]):
+    """A point in time, stored in UTC and read back aware (UTC) on every database.
+
+    SQLite has no time zone type: SQLAlchemy writes a datetime's wall clock and drops its offset, so
+    ``10:00+01:00`` came back as ``10:00``. Every value is turned to UTC before it is written (a naive
+    one is taken to be UTC), and a naive value read back is marked UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return as_utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return as_utc(value)
 
 
 class GalleryState(Base):

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from service.db.engine import read_session
 from service.db.models import AuditEvent, AuditHead
 from service.domain.roles import Principal, Role
+from service.domain.times import as_utc
 from service.errors import ConfigurationError
 from service.services.audit_anchor import (
     GENESIS,
@@ -68,9 +69,7 @@ def event_body(event: AuditEvent) -> dict[str, Any]:
 
 
 def _iso(when: datetime) -> str:
-    if when.tzinfo is None:  # SQLite returns naive datetimes for timezone-aware columns
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
+    return as_utc(when).isoformat(timespec="microseconds")
 
 
 def note_digest(note: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -225,7 +225,7 @@ class SubmissionService:
                 "file_name": upload.file_name[:255],
                 "sha256": file.sha256,
                 "size_bytes": file.size,
-                **asdict(upload.provenance),  # its fields are the probe image's provenance columns
+                **upload.provenance.model_dump(),  # its fields are the probe image's provenance columns
                 "width": check.width,
                 "height": check.height,
                 "media": check.media,

@@ -270,8 +270,6 @@ class UserService:
             raise Unauthenticated("unknown or revoked token")
         api_token, user = row
         expires = api_token.expires_at
-        if expires is not None and expires.tzinfo is None:
-            expires = expires.replace(tzinfo=UTC)
         if api_token.revoked or user.disabled or (expires is not None and expires < now):
             raise Unauthenticated("token revoked or expired, or the account is disabled")
         return _principal(user, via)

@@ -204,7 +204,7 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
     files = [f for f in raw.getlist("files") + raw.getlist("folder") if isinstance(f, UploadFile) and f.filename]
     if not files:
         raise InvalidRequest("choose at least one still or clip to upload")
-    provenance = ProbeProvenance().updated({name: _text(form, name) for name in PROBE_FIELDS}, "the form")
+    provenance = ProbeProvenance.parse({name: _text(form, name) for name in PROBE_FIELDS}, "the form")
     submission_id = await run_in_threadpool(
         rt.submissions.create,
         principal,

@@ -259,3 +259,64 @@ def test_the_same_still_sent_twice_is_stored_and_processed_once(
         [{"file": twice.name, "image_id": first[0]}],
     ]
     assert events[1]["details"]["image_ids"] == []
+
+
+ZONED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+
+
+def _times(value: Any) -> list[str]:
+    """Every string in a JSON document that starts as an ISO 8601 date-time."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _times(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _times(v)]
+    return [value] if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d", value) else []
+
+
+def test_provenance_is_stored_exactly_and_every_time_comes_back_with_its_zone(
+    client: TestClient, runtime: Runtime
+) -> None:
+    submission_id = new_submission(client)
+    first, second = lfw_path("Hugo_Chavez", 4), lfw_path("Laura_Bush", 3)
+    later = {"store": "Market Sq", "witness_statement": "yes", "captured_at": "2026-06-01T10:00:00-05:00"}
+    upload(
+        client,
+        submission_id,
+        [first, second],
+        retailer="Acme Stores",
+        store="High St",
+        captured_at="2026-06-01T10:00:00+01:00",
+        witness_statement="no",
+        provenance=json.dumps({second.name: later}),
+    )
+    runtime.worker.run_until_empty()
+    results = client.get(f"/submissions/{submission_id}/results").json()
+    by_file = {image["file"]: image for image in results["images"]}
+    one, two = by_file[first.name], by_file[second.name]
+    assert (one["captured_at"], one["witness_statement"], one["store"]) == ("2026-06-01T09:00:00Z", False, "High St")
+    assert (two["captured_at"], two["witness_statement"], two["store"]) == ("2026-06-01T15:00:00Z", True, "Market Sq")
+    assert two["retailer"] == "Acme Stores", "the form fields stand where the file's JSON is silent"
+    documents = [results, client.get(f"/submissions/{submission_id}").json(), client.get("/submissions").json()]
+    times = [t for document in documents for t in _times(document)]
+    assert len(times) >= 4 and all(ZONED.match(t) for t in times), [t for t in times if not ZONED.match(t)]
+
+    # Text that is not text, too long, a yes/no that is neither, a time that is a number: a typed
+    # 422 naming the field, and nothing stored.
+    before = counts(runtime)
+    still = [("files", (first.name, first.read_bytes(), "image/jpeg"))]
+    cases: list[tuple[dict[str, str], str]] = [
+        ({"provenance": json.dumps({first.name: {"store": {"a": 1}}})}, "store must be text, not an object"),
+        ({"provenance": json.dumps([{"captured_at": 1780000000}])}, "captured_at must be an ISO 8601 date-time"),
+        ({"provenance": json.dumps([{"retailer": "r" * 100_000}])}, "retailer is 100000 characters long"),
+        ({"provenance": json.dumps([{"witness_statement": "maybe"}])}, "witness_statement must be yes or no"),
+        ({"provenance": json.dumps(["Acme"])}, "must be an object"),
+        ({"witness_statement": "maybe"}, "witness_statement must be yes or no"),
+        ({"captured_at": "1780000000"}, "captured_at is not an ISO 8601 date"),
+        ({"retailer": "r" * 100_000}, "retailer"),
+    ]
+    for form, message in cases:
+        response = client.post(f"/submissions/{submission_id}/images", files=still, data=form)
+        assert response.status_code == 422, (form, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request" and message in error["message"], (form, error)
+    assert counts(runtime) == before, "refused provenance stores nothing"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.config import Settings
 from service.db.engine import make_engine
-from service.db.models import CustodyImage, Subject
+from service.db.models import CustodyImage, Subject, Submission
 from tests.cli.test_cli_and_crash import fresh_database, link_folder, run
 from tests.conftest import cctv_still, lfw_path
 
@@ -67,6 +67,23 @@ def test_views_of_a_record_and_persons_of_an_incident(tmp_path: Path, database: 
         for n in (2, 3, 4):
             writer.writerow([f"INC-1/cam{n}.jpg", "INC-1", "Acme"])
         writer.writerow(["INC-2/cam1.jpg", "INC-2", "Acme"])
+    # A provenance CSV is checked whole by the one provenance model before anything is created.
+    for header, row, message in (
+        (["file", "retialer"], ["loose.jpg", "Acme"], "unknown provenance columns"),
+        (["file", "captured_at"], ["INC-2/cam1.jpg", "last Tuesday"], "INC-2/cam1.jpg (CSV): captured_at is not"),
+        (["file", "witness_statement"], ["loose.jpg", "maybe"], "witness_statement must be yes or no"),
+        (["path", "retailer"], ["loose.jpg", "Acme"], "has no 'file' column"),
+    ):
+        bad = tmp_path / "bad.csv"
+        with bad.open("w", newline="") as fh:
+            csv.writer(fh).writerows([header, row])
+        args = ["submit", str(probes), "--case", "C", "--purpose", "p", "--provenance", str(bad), "-q"]
+        error = run(args, data_dir, database, settings, expect=2)["error"]
+        assert error["code"] == "invalid_request" and message in error["message"], error
+    engine = make_engine(database)
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Submission)).scalar() == 0, "nothing created"
+    engine.dispose()
     submitted = run(
         [
             "submit",

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import overload
+
+from service.domain.times import as_utc
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-@overload
-def aware(when: datetime) -> datetime: ...
-@overload
-def aware(when: None) -> None: ...
-@overload
-def aware(when: datetime | None) -> datetime | None: ...
-def aware(when: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    if when is None:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
 def iso(when: datetime | None) -> str | None:
-    found = aware(when)
+    found = as_utc(when)
     return found.isoformat() if found else None

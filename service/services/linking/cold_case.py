@@ -14,7 +14,7 @@ from service.db.queries import rank_for_new_candidate
 from service.domain.events import TemplateEnrolled
 from service.domain.roles import Principal
 from service.services import audit
-from service.services.linking.clock import aware, now
+from service.services.linking.clock import now
 from service.services.linking.held import HeldFaces
 from service.services.linking.models import ColdCaseHit
 
@@ -60,8 +60,7 @@ class ColdCase:
                 .order_by(ProbeFace.id)
             ).all()
             for face, created_at, group_id in rows:
-                created = aware(created_at)
-                if created is None or created < cutoff:
+                if created_at < cutoff:
                     continue  # outside the retention window: due for purge, not for review
                 exists = session.scalar(
                     select(Candidate.id).where(Candidate.probe_face_id == face.id, Candidate.template_id == template_id)

@@ -16,9 +16,10 @@ from service.db.queries import confirmed_matches
 from service.db.vectors import embedding_from_bytes
 from service.domain.linking import normalised
 from service.domain.roles import Principal
+from service.domain.times import as_utc
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
-from service.services.linking.clock import aware, iso
+from service.services.linking.clock import iso
 from service.services.linking.models import (
     GroupAppearance,
     GroupDetail,
@@ -232,7 +233,7 @@ class ProlificViews:
         and stores, in a period (capture time, else submission time) and area (retailers, stores)."""
         if kind not in {"all", "known", "unknown"}:
             raise InvalidRequest("kind is one of all, known, unknown")
-        low, high = aware(since), aware(until)
+        low, high = as_utc(since), as_utc(until)
 
         def in_period(appearance: Still) -> bool:
             seen = datetime.fromisoformat(appearance["seen_at"])
@@ -354,7 +355,7 @@ def _appearance(image: ProbeImage, submission: Submission) -> Still:
         "store": image.store,
         "incident_reference": image.incident_reference,
         "captured_at": iso(image.captured_at),
-        "seen_at": aware(image.captured_at or submission.created_at).isoformat(),
+        "seen_at": as_utc(image.captured_at or submission.created_at).isoformat(),
         "incident": list(incident_key(image.retailer, image.store, image.incident_reference, int(submission.id))),
     }
 
