@@ -15,7 +15,13 @@ from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.errors import InvalidRequest
 from service.services.submissions import Upload
-from service.services.views import SubmissionDetail, SubmissionResults, SubmissionSummary
+from service.services.views import (
+    FaceInContext,
+    PersonInContext,
+    SubmissionDetail,
+    SubmissionResults,
+    SubmissionSummary,
+)
 
 router = APIRouter(responses=ERRORS)
 
@@ -136,3 +142,25 @@ def submission_results(
 ) -> SubmissionResults:
     """Per image and face: quality, whether searched, and the top-k candidates with scores (audited view)."""
     return rt.submissions.results(actor, submission_id)
+
+
+@router.get("/faces/{face_id}", response_model=FaceInContext, tags=["submissions"])
+def face_in_context(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    face_id: Id,
+) -> FaceInContext:
+    """One probe face with its candidates and its still (every face on it): what a reviewer opens
+    (audited as ``face_viewed``, as the review page is)."""
+    return rt.submissions.face_in_context(actor, face_id)
+
+
+@router.get("/persons/{person_id}", response_model=PersonInContext, tags=["submissions"])
+def person_in_context(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    person_id: Id,
+) -> PersonInContext:
+    """One person of an incident (or a clip's track) with its fused candidates and the stills of its
+    faces (audited as ``person_viewed``, as the review page is)."""
+    return rt.submissions.person_in_context(actor, person_id)

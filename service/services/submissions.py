@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +33,10 @@ from service.services import audit
 from service.services.views import (
     CandidateOut,
     ClipOut,
+    FaceInContext,
     ImageError,
     PersonCandidateOut,
+    PersonInContext,
     PersonOut,
     ProbeImageResult,
     ProbeImageStatus,
@@ -372,9 +374,7 @@ class SubmissionService:
                 select(ProbeImage)
                 .where(ProbeImage.submission_id == submission_id)
                 .order_by(ProbeImage.id)
-                .options(
-                    selectinload(ProbeImage.faces).selectinload(ProbeFace.candidates).selectinload(Candidate.subject)
-                )
+                .options(*_WITH_RESULTS)
             ).all()
             persons = session.scalars(
                 select(ProbePerson)
@@ -389,44 +389,98 @@ class SubmissionService:
             by_id = {image.id: image for image in images}
             return SubmissionResults(
                 **self._summary_fields(session, submission, footage),
-                images=[
-                    ProbeImageResult(
-                        **_image_fields(image, footage),
-                        width=image.width,
-                        height=image.height,
-                        faces=[_stored_face(face, image) for face in image.faces],
-                    )
-                    for image in images
-                ],
+                images=[_image_result(image, footage) for image in images],
                 persons=[_person(person, by_id) for person in persons],
             )
 
-    def submission_of_face(self, actor: Principal, face_id: int) -> int:
-        """The id of the submission a probe face belongs to, if ``actor`` may see it (404 otherwise)."""
-        with read_session(self.factory) as session:
+    def face_in_context(self, actor: Principal, face_id: int) -> FaceInContext:
+        """One face and its still, read alone (not the whole submission's results); the view is audited."""
+        with self.factory() as session, session.begin():
             face = session.get(ProbeFace, face_id)
-            image = session.get(ProbeImage, face.probe_image_id) if face is not None else None
+            image = session.get(ProbeImage, face.probe_image_id, options=_WITH_RESULTS) if face is not None else None
             if image is None:
                 raise NotFound(f"probe face {face_id} not found")
-            return int(visible_submission(session, actor, image.submission_id).id)
+            submission = visible_submission(session, actor, image.submission_id)
+            audit.append(
+                session,
+                actor,
+                "face_viewed",
+                "probe_face",
+                face_id,
+                submission=submission.id,
+                case_reference=submission.case_reference,
+            )
+            result = _image_result(image, _footage(session, submission.id, [image.id]))
+            return FaceInContext(
+                submission_id=submission.id,
+                case_reference=submission.case_reference,
+                image=result,
+                face=next(f for f in result.faces if f.id == face_id),
+            )
 
-    def submission_of_person(self, actor: Principal, person_id: int) -> int:
-        """The id of the submission a person of an incident belongs to, if ``actor`` may see it (404 otherwise)."""
-        with read_session(self.factory) as session:
-            person = session.get(ProbePerson, person_id)
+    def person_in_context(self, actor: Principal, person_id: int) -> PersonInContext:
+        """One person of an incident with the stills (or the clip) of its faces, read alone; audited."""
+        with self.factory() as session, session.begin():
+            person = session.get(
+                ProbePerson,
+                person_id,
+                options=[
+                    selectinload(ProbePerson.faces),
+                    selectinload(ProbePerson.candidates).selectinload(PersonCandidate.subject),
+                ],
+            )
             if person is None:
                 raise NotFound(f"person {person_id} not found")
-            return int(visible_submission(session, actor, person.submission_id).id)
+            submission = visible_submission(session, actor, person.submission_id)
+            audit.append(
+                session,
+                actor,
+                "person_viewed",
+                "probe_person",
+                person_id,
+                submission=submission.id,
+                case_reference=submission.case_reference,
+            )
+            image_ids = {face.probe_image_id for face in person.faces}
+            if person.clip_image_id is not None:
+                image_ids.add(person.clip_image_id)
+            images = session.scalars(
+                select(ProbeImage).where(ProbeImage.id.in_(image_ids)).order_by(ProbeImage.id).options(*_WITH_RESULTS)
+            ).all()
+            footage = _footage(session, submission.id, sorted(image_ids))
+            return PersonInContext(
+                submission_id=submission.id,
+                case_reference=submission.case_reference,
+                person=_person(person, {image.id: image for image in images}),
+                images=[_image_result(image, footage) for image in images],
+            )
 
 
-def _footage(session: Session, submission_id: int) -> dict[int, tuple[float, float]]:
-    """Each clip's seconds of footage and seconds processed: all of a finished clip's, else its
-    stored segments'."""
-    clips = session.execute(
-        select(ProbeImage.id, ProbeImage.duration_s, ProbeImage.status).where(
-            ProbeImage.submission_id == submission_id, ProbeImage.media == CLIP
-        )
-    ).all()
+# A probe image with its faces, their candidates and the candidates' records, loaded in three queries.
+_WITH_RESULTS = (selectinload(ProbeImage.faces).selectinload(ProbeFace.candidates).selectinload(Candidate.subject),)
+
+
+def _image_result(image: ProbeImage, footage: dict[int, tuple[float, float]]) -> ProbeImageResult:
+    """A probe image (loaded ``_WITH_RESULTS``) with every face on it and their candidates."""
+    return ProbeImageResult(
+        **_image_fields(image, footage),
+        width=image.width,
+        height=image.height,
+        faces=[_stored_face(face, image) for face in image.faces],
+    )
+
+
+def _footage(
+    session: Session, submission_id: int, image_ids: Sequence[int] | None = None
+) -> dict[int, tuple[float, float]]:
+    """Each clip's (of the submission, or of ``image_ids`` in it) seconds of footage and seconds
+    processed: all of a finished clip's, else its stored segments'."""
+    query = select(ProbeImage.id, ProbeImage.duration_s, ProbeImage.status).where(
+        ProbeImage.submission_id == submission_id, ProbeImage.media == CLIP
+    )
+    if image_ids is not None:
+        query = query.where(ProbeImage.id.in_(image_ids))
+    clips = session.execute(query).all()
     if not clips:
         return {}
     spans = dict(

@@ -161,6 +161,25 @@ class PersonOut(BaseModel):
     track: TrackOut | None = Field(default=None, description="a clip's track: the person is its best shots")
 
 
+class FaceInContext(BaseModel):
+    """One probe face as a reviewer opens it: its still (every face on it) and its stored result."""
+
+    submission_id: int
+    case_reference: str
+    image: ProbeImageResult
+    face: StoredFaceOut
+
+
+class PersonInContext(BaseModel):
+    """One person of an incident (or a clip's track) as a reviewer opens it: the person, and the stills
+    (or the clip) its member faces are on, each with every face on it."""
+
+    submission_id: int
+    case_reference: str
+    person: PersonOut
+    images: list[ProbeImageResult] = Field(description="the member faces' stills or clip, in id order")
+
+
 class SubmissionResults(SubmissionSummary):
     images: list[ProbeImageResult]
     persons: list[PersonOut] = Field(

@@ -31,11 +31,10 @@ from service.api.schemas import Id
 from service.api.security import NO_STORE, cookie_secure, csrf_for
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
-from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, TooManyAttempts, Unauthenticated
+from service.errors import Forbidden, InvalidRequest, ServiceError, TooManyAttempts, Unauthenticated
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
-from service.services.views import ProbeImageResult, StoredFaceOut
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -258,21 +257,13 @@ def review_queue_page(
     return render(request, "review_queue.html", items=rt.review.queue(state, 500), state=state)
 
 
-def _face_context(rt: Runtime, principal: Principal, face_id: int) -> tuple[int, ProbeImageResult, StoredFaceOut]:
-    submission_id = rt.submissions.submission_of_face(principal, face_id)
-    for image in rt.submissions.results(principal, submission_id).images:
-        for face in image.faces:
-            if face.id == face_id:
-                return submission_id, image, face
-    raise NotFound(f"probe face {face_id} not found")
-
-
 @router.get("/ui/review/faces/{face_id}", response_class=HTMLResponse)
 def review_face_page(
     request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: Id, state: str = "unreviewed"
 ) -> HTMLResponse:
     need(principal, "review", "confirm")
-    submission_id, image, face = _face_context(rt, principal, face_id)
+    context = rt.submissions.face_in_context(principal, face_id)
+    face = context.face
     queue = [item.face_id for item in rt.review.queue(state, 1000)]
     position = queue.index(face_id) if face_id in queue else -1
     prev_id = queue[position - 1] if position > 0 else None
@@ -281,8 +272,8 @@ def review_face_page(
     return render(
         request,
         "review_face.html",
-        submission_id=submission_id,
-        image=image,
+        submission_id=context.submission_id,
+        image=context.image,
         face=face,
         state=state,
         prev_id=prev_id,
@@ -328,18 +319,17 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
 def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: Id) -> HTMLResponse:
     """A person of an incident: every member face beside the person's fused candidates, one decision."""
     need(principal, "review", "confirm")
-    submission_id = rt.submissions.submission_of_person(principal, person_id)
-    results = rt.submissions.results(principal, submission_id)
-    person = next(p for p in results.persons if p.id == person_id)
-    members = [(image, face) for image in results.images for face in image.faces if face.id in person.faces]
+    context = rt.submissions.person_in_context(principal, person_id)
+    person = context.person
+    members = [(image, face) for image in context.images for face in image.faces if face.id in person.faces]
     if person.track is not None:  # a track's shots in time order
         members.sort(key=lambda member: member[1].time_s or 0.0)
-    clip = next((i for i in results.images if person.track and i.id == person.track.image_id), None)
+    clip = next((i for i in context.images if person.track and i.id == person.track.image_id), None)
     chosen = next((c for c in person.candidates if c.id == person.review.candidate_id), None)
     return render(
         request,
         "review_person.html",
-        submission_id=submission_id,
+        submission_id=context.submission_id,
         person=person,
         members=members,
         chosen=chosen,

@@ -139,6 +139,44 @@ def test_sprint_to_confirmed_match_with_two_people(
     assert client.get("/audit/verify", headers=auth(tokens, "audrey")).json()["ok"] is True
 
 
+def test_a_review_page_and_the_api_read_one_face_or_person_alone_and_audit_it_alike(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    sid = submit(client, tokens, runtime, [lfw_path("Colin_Powell", 6), lfw_path("Serena_Williams", 3)])
+    results = client.get(f"/submissions/{sid}/results", headers=auth(tokens, "rita")).json()
+    face = next(f for image in results["images"] for f in image["faces"] if f["searched"])
+    person = next(p for p in results["persons"] if face["id"] in p["faces"])
+    cookie = {"Cookie": f"rfr_session={tokens['rita']}"}
+
+    read = client.get(f"/faces/{face['id']}", headers=auth(tokens, "rita"))
+    assert read.status_code == 200, read.text
+    context = read.json()
+    assert (context["submission_id"], context["case_reference"]) == (sid, "OP-BELLEVILLE")
+    assert context["face"] == face, "the face reads as it does in the submission's results"
+    assert face in context["image"]["faces"] and context["image"]["retailer"] == "Acme"
+    page = client.get(f"/ui/review/faces/{face['id']}", headers=cookie)
+    assert page.status_code == 200 and face["candidates"][0]["custody_reference"] in page.text
+
+    read = client.get(f"/persons/{person['id']}", headers=auth(tokens, "rita"))
+    assert read.status_code == 200, read.text
+    assert read.json()["person"] == person
+    assert {f["id"] for image in read.json()["images"] for f in image["faces"]} >= set(person["faces"])
+    assert client.get(f"/ui/review/persons/{person['id']}", headers=cookie).status_code == 200
+
+    events = client.get("/audit", params={"limit": 5000}, headers=auth(tokens, "audrey")).json()
+    mine = [e for e in events if e["details"].get("submission") == sid or e["object_id"] == str(sid)]
+    viewed = [(e["action"], e["object_id"], e["actor"]) for e in mine if e["action"].endswith("_viewed")]
+    assert viewed.count(("face_viewed", str(face["id"]), "rita")) == 2, "the page writes the API read's event"
+    assert viewed.count(("person_viewed", str(person["id"]), "rita")) == 2
+    assert [v for v in viewed if v[0] == "results_viewed"] == [("results_viewed", str(sid), "rita")], (
+        "opening one face is not a read of the whole submission"
+    )
+    # Another analyst's face is not found; an auditor reads no results.
+    assert client.get(f"/faces/{face['id']}", headers=auth(tokens, "ann")).status_code == 404
+    assert client.get(f"/persons/{person['id']}", headers=auth(tokens, "audrey")).status_code == 403
+    assert client.get("/faces/2147483647", headers=auth(tokens, "rita")).status_code == 404
+
+
 def test_nobody_confirms_their_own_review(client: TestClient, runtime: Runtime, tokens: dict[str, str]) -> None:
     sid = submit(client, tokens, runtime, [lfw_path("Ariel_Sharon", 6)])
     face = faces_of(client, tokens, sid)[0]

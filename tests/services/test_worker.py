@@ -133,7 +133,7 @@ def test_a_subject_deleted_during_a_batch_is_left_out_and_a_decision_on_it_survi
         assert face is not None and face.review_state == "confirmed" and face.review_candidate_id is None
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "subject_deleted")).all()[-1]
         assert event.details["decided_faces"] == [face_id]
-    submission_id = runtime.submissions.submission_of_face(ANALYST, face_id)
-    [result] = [f for i in runtime.submissions.results(ANALYST, submission_id).images for f in i.faces]
+    context = runtime.submissions.face_in_context(ANALYST, face_id)
+    submission_id, result = context.submission_id, context.face
     assert result.review.state == "confirmed" and not any(c.subject_id == again for c in result.candidates)
     assert runtime.review.report(ANALYST, submission_id).confirmed_matches == 1
