@@ -58,6 +58,21 @@ class SelfConfirmation(Forbidden):
     code = "self_confirmation"
 
 
+class NoteRequired(InvalidRequest):
+    code = "note_required"
+
+
+def require_reason(action: Action, outcome: Outcome | None, below_threshold: bool, note: str) -> None:
+    """A decision that goes against the score or undoes another person's needs its reason written down:
+    a possible match with a candidate below the operating threshold, an overturn and a reopening."""
+    if note.strip():
+        return
+    if action is A.REVIEW and outcome is Outcome.POSSIBLE_MATCH and below_threshold:
+        raise NoteRequired("a possible match with a candidate below the threshold needs a note saying why")
+    if action in (A.OVERTURN, A.REOPEN):
+        raise NoteRequired(f"{action} undoes a decision: it needs a note giving the reason")
+
+
 def next_state(
     state: ReviewState,
     action: Action,

@@ -23,7 +23,7 @@ from service.db.models import (
 from service.db.queries import confirmed_matches, rank_for_new_candidate, subject_scores
 from service.db.vectors import embedding_from_bytes
 from service.domain.events import ReviewDecided
-from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state
+from service.domain.review import Action, Outcome, ReviewConflict, ReviewState, next_state, require_reason
 from service.domain.roles import Principal
 from service.errors import InvalidRequest, NotFound
 from service.services import audit
@@ -76,8 +76,10 @@ class ReviewService:
         candidate_id: int | None,
         note: str,
         expected_version: int | None,
+        check_reason: bool = True,
     ) -> DecisionOut:
-        """One face's decision, in the caller's transaction."""
+        """One face's decision, in the caller's transaction (``check_reason``: its note is checked here;
+        a person's member faces are checked as the person)."""
         face = session.get(ProbeFace, face_id)
         if face is None:
             raise NotFound(f"probe face {face_id} not found")
@@ -90,6 +92,8 @@ class ReviewService:
             candidate = session.get(Candidate, candidate_id)
             if candidate is None or candidate.probe_face_id != face_id:
                 raise InvalidRequest(f"candidate {candidate_id} is not a candidate of face {face_id}")
+        if check_reason:
+            require_reason(action_value, outcome_value, candidate is not None and not candidate.above_threshold, note)
         _record(
             session,
             ProbeFace,
@@ -183,6 +187,7 @@ class ReviewService:
                 chosen = session.get(PersonCandidate, candidate_id)
                 if chosen is None or chosen.person_id != person_id:
                     raise InvalidRequest(f"candidate {candidate_id} is not a candidate of person {person_id}")
+            require_reason(action_value, outcome_value, chosen is not None and not chosen.above_threshold, note)
             values = _record(
                 session,
                 ProbePerson,
@@ -208,7 +213,9 @@ class ReviewService:
                     if previous is not None:
                         reranked[str(face.id)] = previous
                 decided.append(
-                    self._decide_face(session, actor, face.id, action_value, outcome_value, face_candidate, note, None)
+                    self._decide_face(
+                        session, actor, face.id, action_value, outcome_value, face_candidate, note, None, False
+                    )
                 )
             audit.append(
                 session,

@@ -35,6 +35,7 @@ from service.errors import Forbidden, InvalidRequest, ServiceError, TooManyAttem
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
+from service.services.views import DecisionHistoryItem, ReviewInfo
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -269,6 +270,7 @@ def review_face_page(
     prev_id = queue[position - 1] if position > 0 else None
     next_id = queue[position + 1] if 0 <= position < len(queue) - 1 else (queue[0] if position < 0 and queue else None)
     chosen = next((c for c in face.candidates if c.id == face.review.candidate_id), None)
+    history = rt.review.history(face_id)
     return render(
         request,
         "review_face.html",
@@ -279,8 +281,16 @@ def review_face_page(
         prev_id=prev_id,
         next_id=next_id,
         chosen=chosen,
-        history=rt.review.history(face_id),
+        history=history,
+        first_note=_first_note(face.review, history),
     )
+
+
+def _first_note(review: ReviewInfo, history: list[DecisionHistoryItem]) -> str:
+    """The note of the first decision a confirmer is asked to confirm (none before one is taken)."""
+    if review.state == "unreviewed":
+        return ""
+    return next((d.note for d in reversed(history) if d.action == "review"), "")
 
 
 def _decision(form: dict[str, Any]) -> tuple[str, str | None, int | None, str, int | None]:
@@ -326,9 +336,11 @@ def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipa
         members.sort(key=lambda member: member[1].time_s or 0.0)
     clip = next((i for i in context.images if person.track and i.id == person.track.image_id), None)
     chosen = next((c for c in person.candidates if c.id == person.review.candidate_id), None)
+    history = rt.review.history(person.faces[0]) if person.faces else []  # a person's decision is each face's
     return render(
         request,
         "review_person.html",
+        first_note=_first_note(person.review, history),
         submission_id=context.submission_id,
         person=person,
         members=members,

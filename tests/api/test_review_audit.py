@@ -185,12 +185,22 @@ def test_nobody_confirms_their_own_review(client: TestClient, runtime: Runtime, 
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "self_confirmation"
     refused = decide(client, tokens, "cora", face["id"], action="overturn")
     assert refused.status_code == 403
+    unexplained = decide(client, tokens, "carl", face["id"], action="overturn", note="  ")
+    assert unexplained.status_code == 422 and unexplained.json()["error"]["code"] == "note_required"
     overturned = decide(client, tokens, "carl", face["id"], action="overturn", note="look again")
     assert overturned.status_code == 200 and overturned.json()["state"] == "unreviewed"
     bad = decide(client, tokens, "rita", face["id"], action="review", outcome="possible_match")
     assert bad.status_code == 422, "a possible match names its candidate"
+    # A possible match against the score needs its reason; one above the threshold does not.
+    below = next(c for c in face["candidates"] if not c["above_threshold"])
+    body = {"action": "review", "outcome": "possible_match", "candidate_id": below["id"]}
+    refused = decide(client, tokens, "rita", face["id"], **body)
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "note_required"
+    assert "below the threshold" in refused.json()["error"]["message"]
+    explained = decide(client, tokens, "rita", face["id"], **body, note="same tattoo on the left hand")
+    assert explained.status_code == 200, explained.text
     with runtime.factory() as session:
-        assert session.scalar(select(func.count()).where(ReviewDecision.probe_face_id == face["id"])) == 2
+        assert session.scalar(select(func.count()).where(ReviewDecision.probe_face_id == face["id"])) == 3
 
 
 def test_threshold_override_needs_confirmer_and_reason(client: TestClient, tokens: dict[str, str]) -> None:
@@ -270,6 +280,8 @@ def endpoint_table() -> list[tuple[str, str, dict[str, Any], set[str]]]:
         ("DELETE", "/gallery/subjects/{subject_id}", {}, {D}),
         ("POST", "/faces/{face_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/faces/{face_id}/decisions", {}, {R, C}),
+        ("GET", "/faces/{face_id}", {}, READERS),
+        ("GET", "/persons/{person_id}", {}, READERS),
         ("POST", "/persons/{person_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/review/queue", {}, {R, C}),
         ("GET", "/probe-images/{image_id}/image", {}, READERS),

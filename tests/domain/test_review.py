@@ -10,11 +10,13 @@ from service.domain.review import (
     REQUIRED,
     TRANSITIONS,
     Action,
+    NoteRequired,
     Outcome,
     ReviewConflict,
     ReviewState,
     SelfConfirmation,
     next_state,
+    require_reason,
 )
 from service.domain.roles import PERMISSIONS, Principal, Role
 from service.errors import Forbidden, InvalidRequest
@@ -98,3 +100,29 @@ def test_second_decisions_take_no_outcome_or_candidate(action: Action) -> None:
         next_state(state, action, OTHER_CONFIRMER, "rita", Outcome.NO_MATCH, False)
     with pytest.raises(InvalidRequest):
         next_state(state, action, OTHER_CONFIRMER, "rita", None, True)
+
+
+@pytest.mark.parametrize(
+    ("action", "outcome", "below", "needed"),
+    [
+        (Action.REVIEW, Outcome.POSSIBLE_MATCH, True, True),
+        (Action.REVIEW, Outcome.POSSIBLE_MATCH, False, False),
+        (Action.REVIEW, Outcome.NO_MATCH, False, False),
+        (Action.REVIEW, Outcome.INCONCLUSIVE, False, False),
+        (Action.CONFIRM, None, False, False),
+        (Action.CONFIRM, None, True, False),
+        (Action.OVERTURN, None, False, True),
+        (Action.REOPEN, None, False, True),
+    ],
+)
+def test_a_decision_against_the_score_or_undoing_another_needs_a_note(
+    action: Action, outcome: Outcome | None, below: bool, needed: bool
+) -> None:
+    require_reason(action, outcome, below, "a written reason")
+    if needed:
+        for empty in ("", "   \n"):
+            with pytest.raises(NoteRequired) as info:
+                require_reason(action, outcome, below, empty)
+            assert info.value.http_status == 422 and info.value.code == "note_required"
+    else:
+        require_reason(action, outcome, below, "")

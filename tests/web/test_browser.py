@@ -159,8 +159,24 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
             page.keyboard.press("]")
     assert "Colin_Powell" in page.locator("li.cand").first.inner_text()
     assert page.locator("li.cand.above").count() >= 1
+    # Safe decisions: nothing is chosen for the reviewer, the candidates below the threshold are
+    # folded away, and a possible match without a chosen candidate is stopped with a reason.
+    assert page.locator("input[name=candidate_id]:checked").count() == 0
+    assert page.locator("details.below-threshold").count() == 1
+    assert not page.locator("details.below-threshold li.cand").first.is_visible()
     shot(page, "06-review-side-by-side")
+    url = page.url
+    page.keyboard.press("p")
+    assert page.locator("#decide-error").is_visible() and "Choose the candidate" in page.inner_text("#decide-error")
+    assert page.url == url, "nothing was decided"
     page.keyboard.press("j")
+    page.keyboard.press("j")  # rank 2 is below the threshold: choosing it unfolds the list
+    assert page.locator("details.below-threshold").get_attribute("open") is not None
+    page.keyboard.press("p")
+    assert "below the threshold" in page.inner_text("#decide-error") and page.url == url
+    assert page.evaluate("document.activeElement.id") == "note", "the note is where to write the reason"
+    shot(page, "06b-review-note-required")
+    page.locator("input[name=candidate_id]").first.focus()
     page.keyboard.press("k")
     with page.expect_navigation():
         page.keyboard.press("p")
@@ -176,8 +192,15 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
         page.keyboard.press("Enter")
     decision = page.locator(".first-decision").inner_text()
     assert "possible match by rita" in decision and "Colin_Powell" in decision
+    assert "clears the threshold" in decision and "Note: none" in decision
+    checked = page.locator("input[name=candidate_id]:checked")
+    assert checked.count() == 1 and "Colin_Powell" in (checked.get_attribute("aria-label") or ""), "the chosen one"
     shot(page, "09-confirm")
     face_url = page.url
+    page.keyboard.press("o")
+    assert "reason" in page.inner_text("#decide-error") and page.url == face_url, "an overturn needs a note"
+    assert page.evaluate("document.activeElement.id") == "note"
+    page.locator("#btn-confirm").focus()  # out of the note, where keys are typed
     with page.expect_navigation():
         page.keyboard.press("c")
 
@@ -285,6 +308,7 @@ def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, 
     assert page.locator("ol.member-faces li").count() == 2
     assert "Serena_Williams" in page.locator("li.cand").first.inner_text()
     shot(page, "13-review-person")
+    page.keyboard.press("j")  # nothing is chosen for the reviewer: take the first candidate
     with page.expect_navigation():
         page.keyboard.press("p")
     assert "awaiting confirmation" in page.locator("h1").inner_text()
@@ -331,6 +355,7 @@ def test_a_track_of_a_clip_is_reviewed_and_confirmed_in_the_browser(server: str,
     first = float(times[0].split()[2])
     assert abs(start - first) < 0.5, (start, first)
     shot(page, "16-review-track")
+    page.keyboard.press("j")  # nothing is chosen for the reviewer: take the first candidate
     with page.expect_navigation():
         page.keyboard.press("p")
     assert "awaiting confirmation" in page.locator("h1").inner_text()

@@ -8,19 +8,47 @@
     const radios = () => Array.from(document.querySelectorAll('input[name="candidate_id"]:not([disabled])'));
     const click = (id) => { const b = document.getElementById(id); if (b) { b.click(); return true; } return false; };
     const go = (id) => { const a = document.getElementById(id); if (a) { window.location.href = a.href; } };
+    const pick = (r) => {
+      const fold = r.closest("details");
+      if (fold) fold.open = true;  // a candidate below the threshold is shown when it is chosen
+      r.checked = true; r.focus();
+    };
     document.addEventListener("keydown", (e) => {
       if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
       const list = radios();
       const at = list.findIndex((r) => r.checked);
       const keys = {
-        j: () => { if (list.length) { const r = list[Math.min(at + 1, list.length - 1)]; r.checked = true; r.focus(); } },
-        k: () => { if (list.length) { const r = list[Math.max(at - 1, 0)]; r.checked = true; r.focus(); } },
+        j: () => { if (list.length) pick(list[Math.min(at + 1, list.length - 1)]); },
+        k: () => { if (list.length) pick(list[Math.max(at - 1, 0)]); },
         p: () => click("btn-possible"), n: () => click("btn-nomatch"), i: () => click("btn-inconclusive"),
         c: () => click("btn-confirm"), o: () => click("btn-overturn"),
         "]": () => go("next-face"), "[": () => go("prev-face"),
       };
       if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
     });
+    // The service refuses these decisions; saying so before the round trip keeps the typed note.
+    const form = document.getElementById("decide");
+    if (form) {
+      form.addEventListener("submit", (e) => {
+        const button = e.submitter;
+        const note = document.getElementById("note");
+        const error = document.getElementById("decide-error");
+        const chosen = radios().find((r) => r.checked);
+        let problem = "";
+        if (button && button.value === "review:possible_match") {
+          if (!chosen) problem = "Choose the candidate you think is a possible match first (j / k, or click one).";
+          else if (chosen.dataset.above !== "true" && !note.value.trim())
+            problem = "This candidate is below the threshold: write a note saying why it is a possible match.";
+        } else if (button && button.dataset.needsNote === "true" && !note.value.trim()) {
+          problem = "Write a note giving the reason: it undoes another person's decision.";
+        }
+        if (problem) {
+          e.preventDefault();
+          error.textContent = problem; error.hidden = false;
+          if (chosen || !button || button.value !== "review:possible_match") note.focus();
+        }
+      });
+    }
   }
 
   if (page === "queue") {
