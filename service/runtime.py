@@ -128,7 +128,12 @@ class Storage:
     def review(self) -> ReviewService:
         from service.services.review import ReviewService
 
-        return ReviewService(self.factory, on_decided=[self.linking.review_decided])
+        retention = self.settings.retention
+        return ReviewService(
+            self.factory,
+            on_decided=[self.linking.review_decided],
+            retention_days=retention.days if retention.enabled else None,
+        )
 
     @cached_property
     def submissions(self) -> SubmissionService:

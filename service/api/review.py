@@ -54,8 +54,12 @@ def review_queue(
     _: Reviewer,
     state: Annotated[str, Query(pattern="^(unreviewed|awaiting_confirmation|confirmed)$")] = "unreviewed",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    above_threshold: Annotated[
+        bool | None, Query(description="only faces with (true) or without (false) a candidate above the threshold")
+    ] = None,
 ) -> list[QueueItem]:
-    return rt.review.queue(state, limit)
+    """Faces waiting for a decision: those with a candidate above the threshold first, then oldest first."""
+    return rt.review.queue(state, limit, above_threshold)
 
 
 @router.get("/submissions/{submission_id}/report", response_model=SprintReport)

@@ -33,7 +33,11 @@ def add_parser(sub: Any) -> None:
         cmd.add_argument(
             "--candidate", type=int, help="candidate id (a person's for decide-person), for possible_match"
         )
-        cmd.add_argument("--note", default="")
+        cmd.add_argument(
+            "--note",
+            default="",
+            help="why; required to overturn, to reopen and for a possible match below the threshold",
+        )
         cmd.add_argument("--expected-version", type=int)
     for cmd in (queue, decide, person):
         cmd.add_argument("--token", help="the deciding user's token (or env RFR_TOKEN)")

@@ -4,11 +4,12 @@ and the disclosure of confirmed leads."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from service.db.engine import read_session
 from service.db.models import (
@@ -18,6 +19,7 @@ from service.db.models import (
     ProbeImage,
     ProbePerson,
     ReviewDecision,
+    Subject,
     Submission,
 )
 from service.db.queries import confirmed_matches, rank_for_new_candidate, subject_scores
@@ -45,8 +47,14 @@ DecidedHandler = Callable[[Session, ReviewDecided], None]
 
 
 class ReviewService:
-    def __init__(self, factory: sessionmaker[Session], on_decided: Sequence[DecidedHandler] = ()) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        on_decided: Sequence[DecidedHandler] = (),
+        retention_days: float | None = None,
+    ) -> None:
         self.factory = factory
+        self.retention_days = retention_days  # when unconfirmed probes are purged: shown in the queue
         self.on_decided = tuple(on_decided)  # unknown groups: a confirmed no-match joins, a confirmed match leaves
 
     def decide(
@@ -267,37 +275,80 @@ class ReviewService:
                 for d in rows
             ]
 
-    def queue(self, state: str, limit: int = 100) -> list[QueueItem]:
-        """Faces waiting for a decision: searched, with at least one candidate, in ``state``."""
+    def queue(self, state: str, limit: int = 100, above_threshold: bool | None = None) -> list[QueueItem]:
+        """Faces waiting for a decision (searched, with at least one candidate) in ``state``: those with a
+        candidate above the threshold first, then oldest first; ``above_threshold`` keeps only those with
+        (True) or without (False) one. Each with what a reviewer triages by."""
+        best = select(func.max(Candidate.score)).where(Candidate.probe_face_id == ProbeFace.id).scalar_subquery()
+        above = (
+            select(Candidate.id)
+            .where(Candidate.probe_face_id == ProbeFace.id, Candidate.above_threshold.is_(True))
+            .exists()
+        )
+        confirmer = (
+            select(ReviewDecision.username)
+            .where(ReviewDecision.probe_face_id == ProbeFace.id, ReviewDecision.action == Action.CONFIRM.value)
+            .order_by(ReviewDecision.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        chosen = aliased(Candidate)
+        query = (
+            select(
+                ProbeFace,
+                ProbeImage.submission_id,
+                ProbeImage.file_name,
+                Submission.case_reference,
+                Submission.created_at,
+                best,
+                above,
+                confirmer,
+                chosen.subject_id,
+                Subject.custody_reference,
+            )
+            .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
+            .join(Submission, Submission.id == ProbeImage.submission_id)
+            .outerjoin(chosen, chosen.id == ProbeFace.review_candidate_id)
+            .outerjoin(Subject, Subject.id == chosen.subject_id)
+            .where(ProbeFace.review_state == state, ProbeFace.searched.is_(True))
+            .where(select(Candidate.id).where(Candidate.probe_face_id == ProbeFace.id).exists())
+        )
+        if above_threshold is not None:
+            query = query.where(above if above_threshold else ~above)
         with read_session(self.factory) as session:
-            rows = session.execute(
-                select(
-                    ProbeFace.id,
-                    ProbeImage.submission_id,
-                    ProbeImage.file_name,
-                    ProbeFace.face_index,
-                    ProbeFace.review_state,
-                    ProbeFace.first_reviewer,
-                    ProbeFace.review_outcome,
-                )
-                .join(ProbeImage, ProbeImage.id == ProbeFace.probe_image_id)
-                .where(ProbeFace.review_state == state, ProbeFace.searched.is_(True))
-                .where(select(Candidate.id).where(Candidate.probe_face_id == ProbeFace.id).exists())
-                .order_by(ProbeFace.id)
-                .limit(limit)
-            ).all()
-            return [
-                QueueItem(
-                    face_id=face_id,
-                    submission_id=submission_id,
-                    file=file_name,
-                    face_index=face_index,
-                    state=review_state,
-                    first_reviewer=first_reviewer,
-                    outcome=outcome,
-                )
-                for face_id, submission_id, file_name, face_index, review_state, first_reviewer, outcome in rows
-            ]
+            rows = session.execute(query.order_by(above.desc(), ProbeFace.id).limit(limit)).all()
+        kept = timedelta(days=self.retention_days) if self.retention_days else None
+        return [
+            QueueItem(
+                face_id=face.id,
+                submission_id=submission_id,
+                case_reference=case_reference,
+                file=file_name,
+                face_index=face.face_index,
+                state=face.review_state,
+                first_reviewer=face.first_reviewer,
+                outcome=face.review_outcome,
+                best_score=round(float(best_score), 4),
+                above_threshold=bool(has_above),
+                threshold=face.threshold,
+                retain_until=created_at + kept if kept and face.review_state != ReviewState.CONFIRMED else None,
+                confirmer=confirmed_by,
+                subject_id=subject_id,
+                custody_reference=reference,
+            )
+            for (
+                face,
+                submission_id,
+                file_name,
+                case_reference,
+                created_at,
+                best_score,
+                has_above,
+                confirmed_by,
+                subject_id,
+                reference,
+            ) in rows
+        ]
 
     def report(self, actor: Principal, submission_id: int) -> SprintReport:
         """The sprint's figures, for a submission ``actor`` may see."""

@@ -261,11 +261,21 @@ class DecisionHistoryItem(BaseModel):
 class QueueItem(BaseModel):
     face_id: int
     submission_id: int
+    case_reference: str = ""
     file: str
     face_index: int
     state: str
     first_reviewer: str | None
     outcome: str | None
+    best_score: float = Field(default=0.0, description="the face's best candidate's score")
+    above_threshold: bool = Field(default=False, description="a candidate is at or above the threshold")
+    threshold: float = 0.0
+    retain_until: datetime | None = Field(
+        default=None, description="when the purge removes it unless confirmed (none: confirmed, or no retention)"
+    )
+    confirmer: str | None = Field(default=None, description="who confirmed it (the Confirmed tab)")
+    subject_id: int | None = Field(default=None, description="the first decision's candidate's record")
+    custody_reference: str | None = None
 
 
 # The figures the Met reported for its sprints, in the order a report shows them, with their labels.

@@ -31,22 +31,31 @@ from service.api.schemas import Id
 from service.api.security import NO_STORE, cookie_secure, csrf_for
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.domain.roles import Permission, Principal
+from service.domain.times import as_utc
 from service.errors import Forbidden, InvalidRequest, ServiceError, TooManyAttempts, Unauthenticated
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
-from service.services.views import DecisionHistoryItem, ReviewInfo
+from service.services.views import DecisionHistoryItem, QueueItem, ReviewInfo
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
 def when(value: datetime | str | None, length: int = 16) -> str:
-    """A time as the pages show it: ISO 8601 to ``length`` characters with a space for the T, else a dash."""
+    """A time as the pages show it: ISO 8601 in UTC to ``length`` characters with a space for the T and
+    the zone named (a date alone has none), else a dash."""
     if not value:
         return "—"
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    return text[:length].replace("T", " ")
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value[:length].replace("T", " ")
+    else:
+        moment = value
+    text = as_utc(moment).isoformat()[:length].replace("T", " ")
+    return f"{text} UTC" if length > 10 else text
 
 
 templates.env.filters["when"] = when
@@ -253,9 +262,23 @@ def review_queue_page(
     request: Request, rt: RuntimeDep, principal: PagePrincipal, state: str = "unreviewed"
 ) -> HTMLResponse:
     need(principal, "review", "confirm")
-    if state not in ("unreviewed", "awaiting_confirmation", "confirmed"):
-        raise InvalidRequest("unknown queue")
-    return render(request, "review_queue.html", items=rt.review.queue(state, 500), state=state)
+    return render(request, "review_queue.html", items=_queue(rt, state, 500), state=state, tabs=QUEUE_TABS)
+
+
+# The queue's tabs: a review state, and whether the faces have a candidate above the threshold.
+QUEUE_TABS: dict[str, tuple[str, str, bool | None]] = {
+    "unreviewed": ("Waiting for a first decision", "unreviewed", True),
+    "below_threshold": ("Nothing above the threshold", "unreviewed", False),
+    "awaiting_confirmation": ("Waiting for confirmation", "awaiting_confirmation", None),
+    "confirmed": ("Confirmed", "confirmed", None),
+}
+
+
+def _queue(rt: Runtime, tab: str, limit: int = 1000) -> list[QueueItem]:
+    if tab not in QUEUE_TABS:
+        raise InvalidRequest(f"unknown queue {tab[:40]!r}: one of {', '.join(QUEUE_TABS)}")
+    _, state, above = QUEUE_TABS[tab]
+    return rt.review.queue(state, limit, above)
 
 
 @router.get("/ui/review/faces/{face_id}", response_class=HTMLResponse)
@@ -265,7 +288,7 @@ def review_face_page(
     need(principal, "review", "confirm")
     context = rt.submissions.face_in_context(principal, face_id)
     face = context.face
-    queue = [item.face_id for item in rt.review.queue(state, 1000)]
+    queue = [item.face_id for item in _queue(rt, state)]
     position = queue.index(face_id) if face_id in queue else -1
     prev_id = queue[position - 1] if position > 0 else None
     next_id = queue[position + 1] if 0 <= position < len(queue) - 1 else (queue[0] if position < 0 and queue else None)
@@ -280,6 +303,9 @@ def review_face_page(
         state=state,
         prev_id=prev_id,
         next_id=next_id,
+        position=position + 1,
+        queued=len(queue),
+        tab=QUEUE_TABS[state][0],
         chosen=chosen,
         history=history,
         first_note=_first_note(face.review, history),
@@ -314,10 +340,10 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
     state = _text(form, "state") or "unreviewed"
 
     def decide_then_next() -> int | None:
-        before = [item.face_id for item in rt.review.queue(state, 1000)]
+        before = [item.face_id for item in _queue(rt, state)]
         rt.review.decide(principal, face_id, *_decision(form))
         later = before[before.index(face_id) + 1 :] if face_id in before else before
-        remaining = {item.face_id for item in rt.review.queue(state, 1000)}
+        remaining = {item.face_id for item in _queue(rt, state)}
         return next((f for f in later if f in remaining), None)
 
     upcoming = await run_in_threadpool(decide_then_next)

@@ -177,6 +177,49 @@ def test_a_review_page_and_the_api_read_one_face_or_person_alone_and_audit_it_al
     assert client.get("/faces/2147483647", headers=auth(tokens, "rita")).status_code == 404
 
 
+def test_the_queue_puts_faces_above_the_threshold_first_with_what_triage_needs(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    sid = submit(client, tokens, runtime, [lfw_path("John_Ashcroft", 2), lfw_path("Colin_Powell", 8)])
+    results = client.get(f"/submissions/{sid}/results", headers=auth(tokens, "rita")).json()
+    faces = {f["id"]: f for image in results["images"] for f in image["faces"] if f["searched"]}
+    queue = client.get("/review/queue", params={"limit": 1000}, headers=auth(tokens, "rita")).json()
+    flags = [q["above_threshold"] for q in queue]
+    assert flags == sorted(flags, reverse=True), "faces with a candidate above the threshold come first"
+    mine = [q for q in queue if q["submission_id"] == sid]
+    assert {q["face_id"] for q in mine} == set(faces)
+    created = datetime.fromisoformat(results["created_at"])
+    for q in mine:
+        face = faces[q["face_id"]]
+        assert q["best_score"] == max(c["score"] for c in face["candidates"])
+        assert q["above_threshold"] == any(c["above_threshold"] for c in face["candidates"])
+        assert q["case_reference"] == "OP-BELLEVILLE" and q["threshold"] == face["threshold"]
+        assert datetime.fromisoformat(q["retain_until"]) == created + timedelta(days=runtime.settings.retention.days)
+    powell = next(q for q in mine if q["above_threshold"])
+    assert any(not q["above_threshold"] for q in mine), "John Ashcroft is not enrolled"
+    below = client.get(
+        "/review/queue", params={"limit": 1000, "above_threshold": False}, headers=auth(tokens, "rita")
+    ).json()
+    assert (
+        below
+        and not any(q["above_threshold"] for q in below)
+        and powell["face_id"] not in {q["face_id"] for q in below}
+    )
+
+    # The Confirmed tab names who confirmed it and the record chosen.
+    top = faces[powell["face_id"]]["candidates"][0]
+    body = {"action": "review", "outcome": "possible_match", "candidate_id": top["id"]}
+    assert decide(client, tokens, "rita", powell["face_id"], **body).status_code == 200
+    assert decide(client, tokens, "carl", powell["face_id"], action="confirm").status_code == 200
+    confirmed = client.get(
+        "/review/queue", params={"state": "confirmed", "limit": 1000}, headers=auth(tokens, "cora")
+    ).json()
+    entry = next(q for q in confirmed if q["face_id"] == powell["face_id"])
+    assert (entry["first_reviewer"], entry["confirmer"]) == ("rita", "carl")
+    assert (entry["custody_reference"], entry["subject_id"]) == ("Colin_Powell", top["subject_id"])
+    assert entry["retain_until"] is None, "a confirmed match is kept"
+
+
 def test_nobody_confirms_their_own_review(client: TestClient, runtime: Runtime, tokens: dict[str, str]) -> None:
     sid = submit(client, tokens, runtime, [lfw_path("Ariel_Sharon", 6)])
     face = faces_of(client, tokens, sid)[0]

@@ -145,11 +145,27 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     page = open_page(browser, server)
     sign_in(page, "rita")
     assert page.url.endswith("/ui/review")
+    # Triage: the current tab is marked; each entry has its thumbnail, best score and case; faces
+    # with nothing above the threshold (John Ashcroft is not enrolled) have a tab of their own.
+    assert page.locator("nav.tabs a[aria-current=page]").inner_text() == "Waiting for a first decision"
+    rows = page.locator("table.queue tbody tr")
+    assert rows.count() >= 3 and rows.count() == page.locator("table.queue tbody tr.above").count()
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('td.thumb img')).every(i => i.complete && i.naturalWidth > 0)"
+    )
+    assert "OP-BELLEVILLE-7" in rows.first.inner_text() and re.search(r"0\.\d{3}", rows.first.inner_text())
     shot(page, "05-review-queue")
+    page.goto("/ui/review?state=below_threshold")
+    below = page.locator("table.queue tbody tr")
+    assert below.count() >= 1 and below.count() == page.locator("table.queue tbody tr.below").count()
+    assert page.locator("nav.tabs a[aria-current=page]").inner_text() == "Nothing above the threshold"
+    shot(page, "05b-review-queue-below-threshold")
+    page.goto("/ui/review")
     assert page.evaluate("document.activeElement.id") == "first-item"
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert "/ui/review/faces/" in page.url
+    assert re.fullmatch(r"1 of \d+ in “Waiting for a first decision”", page.inner_text("#queue-position"))
     # Find the face whose top candidate is its own person (Colin Powell), using ] to move on.
     for _ in range(6):
         top = page.locator("li.cand").first.inner_text()
