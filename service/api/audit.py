@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
@@ -29,11 +31,15 @@ def audit_events(
     action: str | None = None,
     object_type: str | None = None,
     object_id: str | None = None,
+    since: Annotated[AwareDatetime | None, Query(description="events at or after this time")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="events before this time")] = None,
     after_seq: Offset = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[AuditEventOut]:
-    """The audit trail, filtered (auditors only)."""
-    return rt.audit.events(AuditFilter(user, action, object_type, object_id), after_seq=after_seq, limit=limit)
+    """The audit trail in chain order, filtered (auditors only); page on with ``after_seq`` (the last
+    ``seq`` of a page)."""
+    filters = AuditFilter(user, action, object_type, object_id, since, until)
+    return rt.audit.events(filters, after_seq=after_seq, limit=limit)
 
 
 @router.get("/audit/verify", response_model=AuditVerification)
@@ -49,5 +55,7 @@ def audit_export(
     format: Annotated[str, Query(pattern="^(jsonl|csv)$")] = "jsonl",
 ) -> StreamingResponse:
     """Export the whole trail as JSON Lines or CSV; the export itself is recorded, with its recipient."""
-    media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-    return StreamingResponse(rt.audit.export(actor, recipient, format), media_type=media, headers=NO_STORE)
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    name = f"audit-{datetime.now(UTC):%Y-%m-%d}.{format}"
+    headers = {**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'}
+    return StreamingResponse(rt.audit.export(actor, recipient, format), media_type=media, headers=headers)

@@ -45,7 +45,8 @@ def current_principal(
             f"a write signed in by the session cookie needs the {CSRF_HEADER} header (or a bearer token)",
             code="csrf_failed",
         )
-    principal = rt.users.authenticate(token)
+    # A request signed in by the cookie is the pages' (their images, their progress polling): "web".
+    principal = rt.users.authenticate(token, via="api" if credentials is not None else "web")
     request.state.principal = principal
     return principal
 

@@ -51,8 +51,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         emit(report)
         return 0
     sys.stdout.write(f"sprint report: submission {report.submission_id} case {report.case_reference}\n")
-    for label, value in report.figures():
-        sys.stdout.write(f"  {label.lower():<40} {value:>6}\n")
+    threshold = f"{report.threshold:.3f}" if report.threshold is not None else "-"
+    sys.stdout.write(
+        f"  submitted by {report.submitted_by} on {report.submitted_at:%Y-%m-%d %H:%M} UTC; pack {report.pack_id},"
+        f" threshold {threshold}\n"
+        if report.submitted_at
+        else ""
+    )
+    for label, value in report.figures() + report.work():
+        sys.stdout.write(f"  {label.lower():<48} {value:>6}\n")
     if note := report.purge_note():
         sys.stdout.write(f"{note}\n")
     return 0

@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, event, select
+from sqlalchemy import Select, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
@@ -353,12 +353,7 @@ def query(
     after_seq: int = 0,
 ) -> list[AuditEvent]:
     stmt = select(AuditEvent).where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(limit)
-    stmt = _filtered(stmt, AuditFilter(actor, action, object_type, object_id))
-    if since:
-        stmt = stmt.where(AuditEvent.at >= since)
-    if until:
-        stmt = stmt.where(AuditEvent.at < until)
-    return list(session.scalars(stmt))
+    return list(session.scalars(_filtered(stmt, AuditFilter(actor, action, object_type, object_id, since, until))))
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:
@@ -401,6 +396,8 @@ class AuditFilter:
     action: str | None = None
     object_type: str | None = None
     object_id: str | None = None
+    since: datetime | None = None  # events at or after
+    until: datetime | None = None  # events before
 
 
 class AuditTrail:
@@ -420,16 +417,27 @@ class AuditTrail:
                 action=filters.action,
                 object_type=filters.object_type,
                 object_id=filters.object_id,
+                since=filters.since,
+                until=filters.until,
                 after_seq=after_seq,
                 limit=limit,
             )
             return [AuditEventOut.model_validate(event_dict(e)) for e in rows]
 
-    def latest(self, filters: AuditFilter = AuditFilter(), limit: int = 500) -> list[AuditEventOut]:
-        """The last ``limit`` matching events, newest first."""
+    def latest(
+        self, filters: AuditFilter = AuditFilter(), limit: int = 500, before_seq: int | None = None
+    ) -> AuditPage:
+        """A page of matching events, newest first: the last ``limit`` (before ``before_seq``), with how
+        many match in all and where the next, older, page starts."""
         with read_session(self.factory) as session:
-            stmt = _filtered(select(AuditEvent), filters).order_by(AuditEvent.seq.desc()).limit(limit)
-            return [AuditEventOut.model_validate(event_dict(e)) for e in session.scalars(stmt)]
+            stmt = _filtered(select(AuditEvent), filters)
+            if before_seq is not None:
+                stmt = stmt.where(AuditEvent.seq < before_seq)
+            rows = list(session.scalars(stmt.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
+            total = int(session.scalar(_filtered(select(func.count()).select_from(AuditEvent), filters)) or 0)
+            events = [AuditEventOut.model_validate(event_dict(e)) for e in rows[:limit]]
+            older = events[-1].seq if len(rows) > limit else None
+            return AuditPage(events=events, total=total, older_than=older)
 
     def actions(self) -> list[str]:
         with read_session(self.factory) as session:
@@ -447,7 +455,17 @@ class AuditTrail:
         return export_lines(events, fmt)
 
 
-def _filtered(stmt: Select[AuditEvent], filters: AuditFilter) -> Select[AuditEvent]:
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    events: list[AuditEventOut]
+    total: int  # matching events in all
+    older_than: int | None  # the seq the next, older, page starts before (none: this is the last)
+
+
+_S = TypeVar("_S", bound=Select[Any])
+
+
+def _filtered(stmt: _S, filters: AuditFilter) -> _S:
     if filters.actor:
         stmt = stmt.where(AuditEvent.actor == filters.actor)
     if filters.action:
@@ -456,4 +474,8 @@ def _filtered(stmt: Select[AuditEvent], filters: AuditFilter) -> Select[AuditEve
         stmt = stmt.where(AuditEvent.object_type == filters.object_type)
     if filters.object_id:
         stmt = stmt.where(AuditEvent.object_id == filters.object_id)
+    if filters.since:
+        stmt = stmt.where(AuditEvent.at >= filters.since)
+    if filters.until:
+        stmt = stmt.where(AuditEvent.at < filters.until)
     return stmt

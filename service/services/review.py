@@ -4,7 +4,7 @@ and the disclosure of confirmed leads."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -353,7 +353,7 @@ class ReviewService:
     def report(self, actor: Principal, submission_id: int) -> SprintReport:
         """The sprint's figures, for a submission ``actor`` may see."""
         with read_session(self.factory) as session:
-            return sprint_report(session, visible_submission(session, actor, submission_id))
+            return sprint_report(session, visible_submission(session, actor, submission_id), actor)
 
     def disclose(self, actor: Principal, submission_id: int, recipient: str, reason: str = "") -> Disclosure:
         """Export the confirmed matches of a sprint to a named recipient (recorded with the recipient)."""
@@ -508,11 +508,21 @@ def remaining_figures(session: Session, sid: int) -> dict[str, int]:
         "faces_awaiting_confirmation": count(
             select(func.count()).select_from(faces).where(faces.c.review_state == "awaiting_confirmation")
         ),
+        "images_in_progress": count(
+            select(func.count()).where(ProbeImage.submission_id == sid, ProbeImage.status.in_(("queued", "processing")))
+        ),
+        "poor_faces": count(select(func.count()).select_from(faces).where(faces.c.usable.is_(False))),
+        "faces_not_searched": count(select(func.count()).select_from(faces).where(faces.c.searched.is_(False))),
+        "faces_with_nothing_above_threshold": count(
+            select(func.count()).select_from(faces).where(faces.c.searched.is_(True), faces.c.id.not_in(above))
+        ),
+        "no_matches": count(select(func.count()).select_from(faces).where(faces.c.review_outcome == "no_match")),
+        "inconclusive": count(select(func.count()).select_from(faces).where(faces.c.review_outcome == "inconclusive")),
     }
 
 
-# A purged face awaits nothing: these figures count only what remains.
-NOT_KEPT_WHEN_PURGED = frozenset({"faces_awaiting_review", "faces_awaiting_confirmation"})
+# A purged face awaits nothing (and the purge never takes unfinished work): these count only what remains.
+NOT_KEPT_WHEN_PURGED = frozenset({"faces_awaiting_review", "faces_awaiting_confirmation", "images_in_progress"})
 
 
 def purged_part(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -520,14 +530,25 @@ def purged_part(before: dict[str, int], after: dict[str, int]) -> dict[str, int]
     return {key: before[key] - after[key] for key in before if key not in NOT_KEPT_WHEN_PURGED}
 
 
-def sprint_report(session: Session, submission: Submission) -> SprintReport:
+def sprint_report(session: Session, submission: Submission, actor: Principal) -> SprintReport:
     """The figures the Met reported for its sprints, for one submission: what it holds now plus the
-    counts kept of what the retention purge deleted, so "images supplied" stays what was supplied."""
+    counts kept of what the retention purge deleted, so "images supplied" stays what was supplied;
+    with the threshold and pack it was searched with, who submitted it and when, and who asked."""
     purged = submission.purged_figures or {}
     figures = {key: value + int(purged.get(key, 0)) for key, value in remaining_figures(session, submission.id).items()}
+    thresholds = session.scalars(
+        select(func.distinct(ProbeFace.threshold)).join(ProbeImage).where(ProbeImage.submission_id == submission.id)
+    ).all()
     return SprintReport(
         submission_id=submission.id,
         case_reference=submission.case_reference,
+        purpose=submission.purpose,
+        submitted_by=submission.submitted_by,
+        submitted_at=submission.created_at,
+        pack_id=submission.pack_id,
+        threshold=max(thresholds) if thresholds else None,
+        generated_at=datetime.now(UTC),
+        generated_by=actor.username,
         images_purged=int(purged.get("images_supplied", 0)),
         faces_purged=int(purged.get("faces", 0)),
         purged_at=submission.purged_at,

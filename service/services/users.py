@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -204,18 +205,22 @@ class UserService:
             audit.append(session, actor, "token_issued", "user", user.id, username=username, kind=kind)
         return token
 
-    def login(self, username: str, password: str, address: str = "") -> tuple[str, Principal, datetime]:
-        """Check a password; on success a session token. Both outcomes are audited.
+    def login(
+        self, username: str, password: str, address: str = "", via: str = "api"
+    ) -> tuple[str, Principal, datetime]:
+        """Check a password; on success a session token. Both outcomes are audited, with the door it
+        came in by (``via``: ``api`` or ``web``, the sign-in page).
 
         Unknown users and disabled ones cost the same password check as known ones (the timing tells
         no one who exists). After repeated failures for a user name, or from an address, sign-in is
         refused for a while (``TooManyAttempts``, 429), before any password is checked."""
         typed = username[:128].encode("unicode_escape").decode("ascii")  # as typed, NUL and controls escaped
+        anonymous = replace(UNAUTHENTICATED, via=via)
         wait = self.throttle.refusal(typed, address)
         if wait:
             with self.factory() as session, session.begin():
                 audit.append(
-                    session, UNAUTHENTICATED, "login_throttled", "user", "", as_role="none",
+                    session, anonymous, "login_throttled", "user", "", as_role="none",
                     typed_username=typed, address=address,
                 )  # fmt: skip
             raise TooManyAttempts(f"too many failed sign-ins: try again in {wait} s")
@@ -228,7 +233,7 @@ class UserService:
             if not ok or user is None:
                 audit.append(
                     session,
-                    UNAUTHENTICATED,
+                    anonymous,
                     "login_failed",
                     "user",
                     user.id if user else "",
@@ -245,7 +250,7 @@ class UserService:
                 token = new_token()
                 expires = datetime.now(UTC) + timedelta(hours=self.session_hours)
                 session.add(ApiToken(user_id=user.id, token_hash=token_hash(token), kind="session", expires_at=expires))
-                principal = _principal(user, "api")
+                principal = _principal(user, via)
                 audit.append(session, principal, "login", "user", user.id)
         if failed:
             self.throttle.failed(typed, address)

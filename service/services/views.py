@@ -290,10 +290,31 @@ SPRINT_FIGURES = (
     ("Distinct subjects confirmed", "distinct_subjects_confirmed"),
 )
 
+# Where the rest of a sprint's work stands: what failed, what the gate held back, what awaits a
+# decision and what was decided other than a match.
+WORK_FIGURES = (
+    ("Images failed", "images_failed"),
+    ("Images still being processed", "images_in_progress"),
+    ("Poor faces (below the quality gate)", "poor_faces"),
+    ("Faces not searched", "faces_not_searched"),
+    ("Searched faces with nothing above the threshold", "faces_with_nothing_above_threshold"),
+    ("Faces awaiting a first decision", "faces_awaiting_review"),
+    ("Faces awaiting confirmation", "faces_awaiting_confirmation"),
+    ("No match", "no_matches"),
+    ("Inconclusive", "inconclusive"),
+)
+
 
 class SprintReport(BaseModel):
     submission_id: int
     case_reference: str
+    purpose: str = ""
+    submitted_by: str = Field("", description="the analyst who submitted the sprint")
+    submitted_at: datetime | None = None
+    pack_id: str = Field("", description="the model pack its faces were searched with")
+    threshold: float | None = Field(None, description="the operating threshold its faces were searched with")
+    generated_at: datetime | None = Field(None, description="when this report was produced")
+    generated_by: str = Field("", description="who asked for it")
     images_supplied: int
     images_failed: int
     images_with_face: int
@@ -306,6 +327,12 @@ class SprintReport(BaseModel):
     distinct_subjects_confirmed: int
     faces_awaiting_review: int
     faces_awaiting_confirmation: int
+    images_in_progress: int = Field(0, description="queued or still being processed")
+    poor_faces: int = Field(0, description="faces below the quality gate")
+    faces_not_searched: int = Field(0, description="poor faces the submission did not override")
+    faces_with_nothing_above_threshold: int = Field(0, description="searched faces with no candidate above it")
+    no_matches: int = Field(0, description="faces decided no match (first decision or confirmed)")
+    inconclusive: int = Field(0, description="faces decided inconclusive (first decision or confirmed)")
     images_purged: int = Field(0, description="of images_supplied: deleted by the retention purge, counted still")
     faces_purged: int = Field(0, description="of faces: deleted by the retention purge, counted still")
     purged_at: datetime | None = Field(None, description="when the retention purge last deleted probes of it")
@@ -313,6 +340,10 @@ class SprintReport(BaseModel):
     def figures(self) -> list[tuple[str, int]]:
         """The headline figures (``SPRINT_FIGURES``) with their values."""
         return [(label, int(getattr(self, key))) for label, key in SPRINT_FIGURES]
+
+    def work(self) -> list[tuple[str, int]]:
+        """Where the rest of the work stands (``WORK_FIGURES``) with their values."""
+        return [(label, int(getattr(self, key))) for label, key in WORK_FIGURES]
 
     def purge_note(self) -> str | None:
         """What the retention purge deleted, said once for the page and the CLI (none if nothing was)."""

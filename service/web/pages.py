@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +29,7 @@ from service.api.deps import SESSION_COOKIE, RuntimeDep, clear_session_cookie, s
 from service.api.media import clip_response, first_range, image_response
 from service.api.schemas import Id
 from service.api.security import NO_STORE, cookie_secure, csrf_for
-from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
+from service.domain.provenance import PROBE_FIELDS, ProbeProvenance, parse_when
 from service.domain.roles import Permission, Principal
 from service.domain.times import as_utc
 from service.errors import Forbidden, InvalidRequest, ServiceError, TooManyAttempts, Unauthenticated
@@ -160,6 +160,7 @@ async def login(request: Request, rt: RuntimeDep) -> Response:
             str(form.get("username", "")),
             str(form.get("password", "")),
             request.client.host if request.client else "",
+            "web",
         )
     except (Unauthenticated, TooManyAttempts) as exc:
         return login_page(request, rt, exc.http_status, target, exc.message)
@@ -251,7 +252,7 @@ def report_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, subm
     report = rt.review.report(principal, submission_id)
     figures = report.figures()
     top = max([value for _, value in figures] + [1])
-    return render(request, "report.html", r=report, figures=figures, top=top)
+    return render(request, "report.html", r=report, figures=figures, work=report.work(), top=top)
 
 
 # -- review ------------------------------------------------------------------------------------
@@ -421,19 +422,36 @@ def custody_image(rt: RuntimeDep, principal: PagePrincipal, image_id: Id) -> Res
     return image_response(rt.media.custody_image(principal, image_id))
 
 
-def _audit_page(request: Request, rt: Runtime, filters: dict[str, str]) -> HTMLResponse:
-    """The last 500 matching events, newest first, and the chain's verification (runs off the loop)."""
-    events = rt.audit.latest(
+AUDIT_PAGE = 200  # events a page of the audit trail shows
+AUDIT_FIELDS = ("user", "action", "object_type", "object_id", "since", "until")
+
+
+def _audit_page(request: Request, rt: Runtime, filters: dict[str, str], before_seq: int | None = None) -> HTMLResponse:
+    """A page of matching events, newest first (older pages by ``before_seq``), and the chain's
+    verification (runs off the loop). ``since`` and ``until`` are dates (UTC), both included."""
+    since = parse_when(filters.get("since"), "From")
+    until = parse_when(filters.get("until"), "To")
+    page = rt.audit.latest(
         AuditFilter(
             actor=filters.get("user") or None,
             action=filters.get("action") or None,
             object_type=filters.get("object_type") or None,
             object_id=filters.get("object_id") or None,
-        )
+            since=since,
+            until=until + timedelta(days=1) if until is not None and len(filters.get("until", "")) <= 10 else until,
+        ),
+        limit=AUDIT_PAGE,
+        before_seq=before_seq,
     )
-    rows = [{"event": e, "details_text": json.dumps(e.details, sort_keys=True)} for e in events]
+    rows = [{"event": e, "details_text": json.dumps(e.details, sort_keys=True)} for e in page.events]
     return render(
-        request, "audit.html", events=rows, verification=rt.audit.verify(), filters=filters, actions=rt.audit.actions()
+        request,
+        "audit.html",
+        events=rows,
+        page=page,
+        verification=rt.audit.verify(),
+        filters=filters,
+        actions=rt.audit.actions(),
     )
 
 
@@ -447,8 +465,10 @@ def audit_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HT
 async def audit_filter(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
     need(principal, "read_audit")
     form = await check_csrf(request)
-    keys = ("user", "action", "object_type", "object_id")
-    return await run_in_threadpool(_audit_page, request, rt, {k: _text(form, k) for k in keys})
+    before = _text(form, "before_seq")
+    before_seq = int(before) if before.isdigit() and len(before) < 19 else None
+    filters = {k: _text(form, k) for k in AUDIT_FIELDS}
+    return await run_in_threadpool(_audit_page, request, rt, filters, before_seq)
 
 
 @router.get("/ui/admin", response_class=HTMLResponse)

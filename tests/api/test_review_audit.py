@@ -476,7 +476,7 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
     # The sprint's report still counts what was supplied and found (counts only; the faces are gone).
     after = client.get(f"/submissions/{sid}/report", headers=auth(tokens, "ana")).json()
     awaiting = {"faces_awaiting_review", "faces_awaiting_confirmation"}
-    unchanged = {"purged_at", "images_purged", "faces_purged"} | awaiting
+    unchanged = {"purged_at", "images_purged", "faces_purged", "generated_at", "submitted_at"} | awaiting
     assert {k: v for k, v in after.items() if k not in unchanged} == {
         k: v for k, v in report.items() if k not in unchanged
     }
@@ -485,7 +485,10 @@ def test_purge_removes_every_trace_of_unconfirmed_probes(
     # A second purge finds nothing more to delete and changes no figure.
     client.post("/retention/purge", headers=auth(tokens, "adam"))
     again = client.get(f"/submissions/{sid}/report", headers=auth(tokens, "ana")).json()
-    assert {k: v for k, v in again.items() if k != "purged_at"} == {k: v for k, v in after.items() if k != "purged_at"}
+    changing = {"purged_at", "generated_at"}
+    assert {k: v for k, v in again.items() if k not in changing} == {
+        k: v for k, v in after.items() if k not in changing
+    }
 
 
 BEYOND_64_BITS = 2**63  # one past the largest version, sequence number or offset the database holds
@@ -521,3 +524,81 @@ def test_ids_and_offsets_beyond_64_bits_are_refused_not_a_500(client: TestClient
     for path, body in bodies:
         response = client.post(path, json=body, headers=reviewer)
         assert response.status_code == 422, (path, response.status_code, response.text[:200])
+
+
+def test_the_audit_trail_pages_filters_by_date_names_its_export_and_tells_web_from_api(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api.security import csrf_for
+
+    AUDIT_PAGE = 10
+    monkeypatch.setattr("service.web.pages.AUDIT_PAGE", AUDIT_PAGE)  # pages of ten: this trail holds several
+
+    # A page sign-in and a page's image load are "web"; the same reads by bearer token are "api".
+    form = client.get("/login")
+    client.cookies.set("rfr_login_csrf", form.cookies["rfr_login_csrf"])
+    signed_in = client.post(
+        "/login",
+        data={"username": "rita", "password": PASSWORD, "next": "/ui", "csrf": form.cookies["rfr_login_csrf"]},
+        follow_redirects=False,
+    )
+    client.cookies.clear()
+    found = re.search(r"rfr_session=([^;]+)", signed_in.headers.get("set-cookie", ""))
+    assert signed_in.status_code == 303 and found, signed_in.text
+    session = found.group(1)
+    sid = submit(client, tokens, runtime, [lfw_path("Laura_Bush", 6)])
+    face = faces_of(client, tokens, sid)[0]
+    cookie = {"Cookie": f"rfr_session={session}"}
+    assert client.get(f"/candidates/{face['candidates'][0]['id']}/image", headers=cookie).status_code == 200
+    assert (
+        client.get(f"/candidates/{face['candidates'][0]['id']}/image", headers=auth(tokens, "rita")).status_code == 200
+    )
+    auditor = auth(tokens, "audrey")
+    logins = client.get("/audit", params={"action": "login", "user": "rita"}, headers=auditor).json()
+    assert logins[-1]["details"]["via"] == "web"
+    views = client.get(
+        "/audit",
+        params={"action": "candidate_image_viewed", "object_id": str(face["candidates"][0]["id"])},
+        headers=auditor,
+    ).json()
+    assert [e["details"]["via"] for e in views] == ["web", "api"]
+
+    # Dates: the API takes times with their zone; none are in the future.
+    now = datetime.now(UTC)
+    recent = client.get("/audit", params={"since": (now - timedelta(minutes=10)).isoformat()}, headers=auditor)
+    assert recent.status_code == 200 and views[-1]["seq"] in {e["seq"] for e in recent.json()}
+    future = client.get("/audit", params={"since": (now + timedelta(days=1)).isoformat()}, headers=auditor).json()
+    assert future == []
+    assert client.get("/audit", params={"since": "2026-01-01T00:00:00"}, headers=auditor).status_code == 422
+
+    # The page: a count of all matching events, and older pages.
+    total = len(client.get("/audit", params={"limit": 5000}, headers=auditor).json())
+    assert total > 2 * AUDIT_PAGE
+    page_cookie = {"Cookie": f"rfr_session={tokens['audrey']}"}
+    first = client.get("/ui/audit", headers=page_cookie)
+    caption = re.search(
+        r'id="audit-count">(\d+) of (\d+) matching event\(s\)[^:]*: events (\d+) back to (\d+)', first.text
+    )
+    assert caption is not None, first.text[:2000]
+    shown, matching, newest, oldest = map(int, caption.groups())
+    assert shown == AUDIT_PAGE and matching >= total and newest - oldest == AUDIT_PAGE - 1
+    older = client.post(
+        "/ui/audit", headers=page_cookie, data={"csrf": csrf_for(tokens["audrey"]), "before_seq": str(oldest)}
+    )
+    assert older.status_code == 200 and f"events {oldest - 1} back to" in older.text
+    today = now.date().isoformat()
+    dated = client.post(
+        "/ui/audit",
+        headers=page_cookie,
+        data={"csrf": csrf_for(tokens["audrey"]), "since": today, "until": today, "action": "login"},
+    )
+    assert dated.status_code == 200 and "rita" in dated.text
+    none = client.post(
+        "/ui/audit", headers=page_cookie, data={"csrf": csrf_for(tokens["audrey"]), "until": "2001-01-01"}
+    )
+    assert "No matching event" in none.text
+
+    exported = client.get("/audit/export", params={"recipient": "regulator", "format": "csv"}, headers=auditor)
+    assert exported.status_code == 200
+    assert exported.headers["content-disposition"] == f'attachment; filename="audit-{now:%Y-%m-%d}.csv"'
+    assert exported.text.splitlines()[0].startswith("seq,at,actor")

@@ -20,6 +20,7 @@ from service.config import Settings, WorkerSettings
 from service.domain.roles import operator_principal
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
+from service.services.views import SPRINT_FIGURES, WORK_FIGURES
 from tests.clips import CLIP, VIDEO
 from tests.conftest import PROJECT_ROOT, lfw_path
 from tests.fixtures import serving
@@ -239,10 +240,16 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     }
     assert figures["Images supplied"] == len(STILLS) and figures["Confirmed matches"] == 1
     assert figures["Distinct subjects confirmed"] == 1 and figures["Possible matches"] == 1
+    # Every figure on the page is the API's; the page also says how, by whom and when.
+    api = page.request.get(f"/submissions/{submission_url.rsplit('/', 1)[1]}/report").json()
+    assert figures == {label: api[key] for label, key in SPRINT_FIGURES + WORK_FIGURES}
+    facts = page.locator("dl.report-facts").inner_text()
+    assert "ana" in facts and "yunet_sface" in facts and f"{api['threshold']:.3f}" in facts and "UTC" in facts
     assert page.locator("svg.chart rect").count() == 8
     shot(page, "11-report")
     page.emulate_media(media="print")
     assert not page.locator("header.top").is_visible()
+    assert page.locator(".print-notice").is_visible(), "the print keeps the investigative-leads notice"
     page.emulate_media(media="screen")
     page.context.close()
 
@@ -251,6 +258,7 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     sign_in(page, "audrey")
     assert page.url.endswith("/ui/audit")
     assert "Hash chain verified" in page.locator("#chain-status").inner_text()
+    assert re.match(r"\d+ of \d+ matching event\(s\), newest first", page.inner_text("#audit-count"))
     text = page.locator("table.audit").inner_text()
     for action in (
         "submission_created",
