@@ -2,7 +2,8 @@
 
 A sprint goes from upload to a confirmed match through the pages, by an analyst, a reviewer and a
 different confirmer; the report and the audit trail show it; a user of the wrong role is refused.
-Screenshots of every page are saved under ``test-output/screenshots/`` (or ``$RFR_SCREENSHOT_DIR``).
+Screenshots of every page are saved under ``test-output/screenshots/`` (or ``$RFR_SCREENSHOT_DIR``), and
+each page shot is checked with axe-core for serious WCAG 2.1 A/AA violations and CSP violations.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
+Axe = pytest.importorskip("axe_playwright_python.sync_playwright").Axe
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("RFR_SCREENSHOT_DIR", PROJECT_ROOT / "test-output" / "screenshots"))
@@ -99,12 +101,26 @@ def sign_in(page: Page, user: str) -> None:
     page.goto("/login")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORD)
-    page.keyboard.press("Enter")
+    with page.expect_navigation():  # the form posts, then the service redirects to the user's first page
+        page.keyboard.press("Enter")
     page.wait_for_load_state("networkidle")
+
+
+def accessibility_problems(page: Page) -> list[str]:
+    """The serious and critical WCAG 2.x A/AA violations axe-core finds on the page as it is now."""
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+    result = Axe().run(page, options=options).response
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 def shot(page: Page, name: str) -> None:
     assert page.evaluate("window.__csp || []") == [], f"{name}: blocked by the Content-Security-Policy"
+    problems = accessibility_problems(page)
+    assert not problems, f"{name}: axe-core finds " + "; ".join(problems)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -308,18 +324,27 @@ def confirm_person(browser: Browser, server: str, person_url: str, screenshot: s
     page.context.close()
 
 
-def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, browser: Browser) -> None:
+def submit_sprint(browser: Browser, server: str, case: str, files: list[Path], **fields: str) -> str:
+    """The analyst creates a sprint of ``files`` through the form (with provenance ``fields``) and waits
+    for it to be processed; the submission page's URL."""
     page = open_page(browser, server)
     sign_in(page, "ana")
     page.goto("/ui/submissions")
-    page.fill("input[name=case_reference]", "OP-LANTERN-3")
+    page.fill("input[name=case_reference]", case)
     page.fill("input[name=purpose]", "identify a repeat shop theft suspect")
-    page.fill("input[name=incident_reference]", "INC-2026-204")
-    page.set_input_files("input[name=files]", [str(lfw_path("Serena_Williams", n)) for n in (2, 4)])
+    for name, value in fields.items():
+        page.fill(f"input[name={name}]", value)
+    page.set_input_files("input[name=files]", [str(f) for f in files])
     page.click("text=Create sprint and upload")
     submission_url = page.url
     page.wait_for_selector("#status:text('complete')", timeout=120_000)
     page.context.close()
+    return submission_url
+
+
+def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, browser: Browser) -> None:
+    stills = [lfw_path("Serena_Williams", n) for n in (2, 4)]
+    submission_url = submit_sprint(browser, server, "OP-LANTERN-3", stills, incident_reference="INC-2026-204")
 
     # The reviewer opens the person from the submission: both faces beside the fused candidates.
     page = open_page(browser, server)
@@ -387,3 +412,74 @@ def test_a_track_of_a_clip_is_reviewed_and_confirmed_in_the_browser(server: str,
 
     # A different person confirms it: every shot of the track is confirmed.
     confirm_person(browser, server, person_url, "17-track-confirmed")
+
+
+def contrast(foreground: str, background: tuple[int, int, int] = (255, 255, 255)) -> float:
+    """The WCAG contrast ratio of a CSS ``rgb(...)`` colour against ``background``."""
+
+    def luminance(rgb: tuple[int, ...]) -> float:
+        channels = [c / 255 for c in rgb]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    found = tuple(int(v) for v in re.findall(r"\d+", foreground)[:3])
+    light, dark = sorted((luminance(found), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_review_pages_are_accessible_and_their_shortcuts_can_be_turned_off(server: str, browser: Browser) -> None:
+    stills = [lfw_path("Hugo_Chavez", n) for n in (2, 3)] + [lfw_path("Al_Gore", 2)]
+    submit_sprint(browser, server, "OP-ALTGR-1", stills)
+    page = open_page(browser, server)
+    sign_in(page, "rita")
+    assert page.locator("header nav a[aria-current=page]").inner_text() == "Review queue", "the section is marked"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    # Every candidate's radio names its rank, custody reference, score and side of the threshold.
+    labels = [r.get_attribute("aria-label") or "" for r in page.locator("input[name=candidate_id]").all()]
+    named = r"Candidate rank \d+, \S+, score -?[\d.]+, (above|below) the threshold"
+    assert labels and [x for x in labels if not re.fullmatch(named, x)] == []
+    # The focus ring is visible at 3:1 or more.
+    page.locator("input[name=candidate_id]").first.focus()
+    ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+    assert contrast(ring) >= 3, ring
+    # The shortcuts turned off: a key does nothing, and the choice survives a reload.
+    page.locator("#shortcuts-toggle").uncheck()
+    page.locator("h1").click()
+    url = page.url
+    page.keyboard.press("j")
+    page.keyboard.press("p")
+    assert (
+        page.locator("input[name=candidate_id]:checked").count() == 0 and not page.locator("#decide-error").is_visible()
+    )
+    page.reload()
+    assert not page.locator("#shortcuts-toggle").is_checked()
+    page.keyboard.press("]")
+    assert page.url == url, "no key acts while the shortcuts are off"
+    shot(page, "17-shortcuts-off")
+    page.locator("#shortcuts-toggle").check()
+    page.locator("h1").click()
+    # ] typed with AltGr (Ctrl+Alt on some systems) still moves on; so does the "." alternative.
+    with page.expect_navigation():
+        page.evaluate(
+            "document.dispatchEvent(new KeyboardEvent('keydown',"
+            " {key: ']', ctrlKey: true, altKey: true, bubbles: true}))"
+        )
+    assert page.url != url
+    with page.expect_navigation():
+        page.keyboard.press(",")
+    assert page.url == url
+    page.context.close()
+
+
+def test_the_accessibility_check_finds_what_it_should(server: str, browser: Browser) -> None:
+    page = open_page(browser, server)
+    page.goto("/login")
+    assert accessibility_problems(page) == []
+    page.evaluate(
+        "document.querySelector('main').insertAdjacentHTML('beforeend',"
+        ' \'<img src="/static/none.png"><button type="button"></button>\')'
+    )
+    found = " ".join(accessibility_problems(page))
+    assert "image-alt" in found and "button-name" in found, found
+    page.context.close()

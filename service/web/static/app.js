@@ -13,8 +13,21 @@
       if (fold) fold.open = true;  // a candidate below the threshold is shown when it is chosen
       r.checked = true; r.focus();
     };
+    // Single-key shortcuts can be turned off (WCAG 2.1.4); the choice is kept in this browser.
+    const toggle = document.getElementById("shortcuts-toggle");
+    const stored = () => { try { return window.localStorage.getItem("rfr.shortcuts"); } catch (err) { return null; } };
+    let enabled = stored() !== "off";
+    if (toggle) {
+      toggle.checked = enabled;
+      toggle.addEventListener("change", () => {
+        enabled = toggle.checked;
+        try { window.localStorage.setItem("rfr.shortcuts", enabled ? "on" : "off"); } catch (err) { /* private mode */ }
+      });
+    }
+    // AltGr (reported as Ctrl+Alt on some systems) is how many layouts type [ and ]: not a modifier here.
+    const altGraph = (e) => (e.getModifierState && e.getModifierState("AltGraph")) || (e.ctrlKey && e.altKey);
     document.addEventListener("keydown", (e) => {
-      if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (!enabled || typing(e) || e.metaKey || ((e.ctrlKey || e.altKey) && !altGraph(e))) return;
       const list = radios();
       const at = list.findIndex((r) => r.checked);
       const keys = {
@@ -22,7 +35,7 @@
         k: () => { if (list.length) pick(list[Math.max(at - 1, 0)]); },
         p: () => click("btn-possible"), n: () => click("btn-nomatch"), i: () => click("btn-inconclusive"),
         c: () => click("btn-confirm"), o: () => click("btn-overturn"),
-        "]": () => go("next-face"), "[": () => go("prev-face"),
+        "]": () => go("next-face"), "[": () => go("prev-face"), ".": () => go("next-face"), ",": () => go("prev-face"),
       };
       if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
     });
