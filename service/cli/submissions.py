@@ -118,7 +118,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 try:
                     submissions.add_images(actor, submission_id, [Upload(name, staged, provenance_of[name])])
                 except ServiceError as exc:
-                    submissions.add_rejected(actor, submission_id, name, staged, exc.code, exc.message)
+                    submissions.add_rejected(
+                        actor, submission_id, name, staged, exc.code, exc.message, provenance_of[name]
+                    )
                     rejected.append({"file": name, **exc.to_dict()})
                 bar.update(1)
         if not ServiceLock(runtime.settings.data_dir).service_running():

@@ -278,10 +278,18 @@ class SubmissionService:
         return [known[digest] for digest in digests]
 
     def add_rejected(
-        self, actor: Principal, submission_id: int, file_name: str, data: bytes | StagedFile, code: str, message: str
+        self,
+        actor: Principal,
+        submission_id: int,
+        file_name: str,
+        data: bytes | StagedFile,
+        code: str,
+        message: str,
+        provenance: ProbeProvenance | None = None,
     ) -> int:
-        """Record a file that could not be accepted as a failed image, so nothing submitted is lost
-        silently (a staged file is known by its digest and size; it need not exist any more)."""
+        """Record a file that could not be accepted as a failed image, with the provenance it came with,
+        so nothing submitted is lost silently (a staged file is known by its digest and size; it need
+        not exist any more)."""
         sha256, size = (data.sha256, data.size) if isinstance(data, StagedFile) else (sha256_bytes(data), len(data))
         with self.factory() as session, session.begin():
             visible_submission(session, actor, submission_id)
@@ -290,6 +298,7 @@ class SubmissionService:
                 file_name=file_name[:255],
                 sha256=sha256,
                 size_bytes=size,
+                **(provenance or ProbeProvenance()).model_dump(),
                 status="failed",
                 error_code=code,
                 error_message=message[:2000],

@@ -17,6 +17,7 @@ import secrets
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -69,14 +70,30 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
+def came_from(request: Request) -> str | None:
+    """The page (path and query) of ours a request was sent from, by its Referer; none if another's."""
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc or not referer.path.startswith("/ui"):
+        return None
+    return referer.path + (f"?{referer.query}" if referer.query else "")
+
+
+def return_to(request: Request) -> str:
+    """Where to come back to after signing in again: the page itself, or for a form sent from a page
+    (a decision whose session expired meanwhile) that page, never the form's target."""
+    if request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return came_from(request) or request.url.path.removesuffix("/decide")
+
+
 def page_principal(request: Request, rt: RuntimeDep) -> Principal:
     token = request.cookies.get(COOKIE, "")
     if not token:
-        raise LoginRequired(request.url.path)
+        raise LoginRequired(return_to(request))
     try:
         principal = rt.users.authenticate(token, via="web")
     except Unauthenticated as exc:
-        raise LoginRequired(request.url.path) from exc
+        raise LoginRequired(return_to(request)) from exc
     request.state.principal = principal
     request.state.csrf = csrf_for(token)
     return principal
@@ -109,10 +126,19 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
 
 def html_error(request: Request, status: int, code: str, message: str) -> Response:
     if status == 401:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(return_to(request), safe='/')}", status_code=303)
     titles = {403: "Not permitted", 404: "Not found", 409: "Someone decided first", 413: "Too large"}
+    # A form sent from one of our pages: back to it, where its script restores what was typed.
+    back = came_from(request) if request.method not in ("GET", "HEAD") else None
     return render(
-        request, "error.html", status, status=status, title=titles.get(status, "Error"), message=message, code=code
+        request,
+        "error.html",
+        status,
+        status=status,
+        title=titles.get(status, "Error"),
+        message=message,
+        code=code,
+        back=back,
     )
 
 
@@ -196,9 +222,21 @@ def home(principal: PagePrincipal) -> RedirectResponse:
 @router.get("/ui/submissions", response_class=HTMLResponse)
 def submissions_page(request: Request, rt: RuntimeDep, principal: PagePrincipal) -> HTMLResponse:
     need(principal, "read_own_submissions", "read_all_submissions")
+    return _submissions_page(request, rt, principal)
+
+
+SPRINT_FIELDS = ("case_reference", "purpose", *PROBE_FIELDS, "search_poor_faces")
+
+
+def _submissions_page(
+    request: Request, rt: Runtime, principal: Principal, status: int = 200, typed: dict[str, str] | None = None
+) -> HTMLResponse:
+    """The list with live progress, and the new-sprint form (filled with what was ``typed`` when a
+    sprint could not be created, with the reason)."""
     rows = rt.submissions.list_visible(principal, 200)
     live = any(s.status in ("queued", "processing") for s in rows)
-    return render(request, "submissions.html", submissions=rows, live=live)
+    error = typed.pop("_error", None) if typed else None
+    return render(request, "submissions.html", status, submissions=rows, live=live, typed=typed or {}, error=error)
 
 
 def _text(form: dict[str, Any], key: str) -> str:
@@ -212,16 +250,20 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
     form = await check_csrf(request)
     raw = form["_form"]
     files = [f for f in raw.getlist("files") + raw.getlist("folder") if isinstance(f, UploadFile) and f.filename]
-    if not files:
-        raise InvalidRequest("choose at least one still or clip to upload")
-    provenance = ProbeProvenance.parse({name: _text(form, name) for name in PROBE_FIELDS}, "the form")
-    submission_id = await run_in_threadpool(
-        rt.submissions.create,
-        principal,
-        _text(form, "case_reference"),
-        _text(form, "purpose"),
-        _text(form, "search_poor_faces") == "true",
-    )
+    try:  # nothing is created until these pass; a refusal shows the form again as it was typed
+        if not files:
+            raise InvalidRequest("choose at least one still or clip to upload")
+        provenance = ProbeProvenance.parse({name: _text(form, name) for name in PROBE_FIELDS}, "the form")
+        submission_id = await run_in_threadpool(
+            rt.submissions.create,
+            principal,
+            _text(form, "case_reference"),
+            _text(form, "purpose"),
+            _text(form, "search_poor_faces") == "true",
+        )
+    except ServiceError as exc:
+        typed = {name: _text(form, name) for name in SPRINT_FIELDS} | {"_error": exc.message}
+        return await run_in_threadpool(_submissions_page, request, rt, principal, exc.http_status, typed)
     # Each file is streamed to disk whole (the request's own size is capped), so the service refuses
     # one over its kind's limit and records it by its digest.
     for upload in files:
@@ -233,7 +275,7 @@ async def create_sprint(request: Request, rt: RuntimeDep, principal: PagePrincip
             )
         except ServiceError as exc:  # recorded as a failed image: nothing submitted is lost silently
             await run_in_threadpool(
-                rt.submissions.add_rejected, principal, submission_id, name, staged, exc.code, exc.message
+                rt.submissions.add_rejected, principal, submission_id, name, staged, exc.code, exc.message, provenance
             )
     return RedirectResponse(f"/ui/submissions/{submission_id}", status_code=303)
 
@@ -491,4 +533,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(exc.next_path, safe='/')}", status_code=303)

@@ -97,8 +97,11 @@ def open_page(browser: Browser, base: str) -> Page:
     return context.new_page()
 
 
-def sign_in(page: Page, user: str) -> None:
-    page.goto("/login")
+def sign_in(page: Page, user: str, here: bool = False) -> None:
+    """Sign in on the sign-in page (``here``: the one the browser was sent to, which knows where to
+    go back to)."""
+    if not here:
+        page.goto("/login")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", PASSWORD)
     with page.expect_navigation():  # the form posts, then the service redirects to the user's first page
@@ -378,8 +381,16 @@ def test_a_track_of_a_clip_is_reviewed_and_confirmed_in_the_browser(server: str,
     page.set_input_files("input[name=files]", [str(CLIP)])
     page.click("text=Create sprint and upload")
     submission_url = page.url
-    page.wait_for_selector("#status:text('complete')", timeout=180_000)
-    page.reload()
+    # While the clip is processed the list shows its progress live, without reloading the page: a
+    # new sprint half typed meanwhile is kept.
+    page.goto("/ui/submissions")
+    assert page.locator("#submissions").get_attribute("data-live") == "on"
+    page.fill("input[name=case_reference]", "OP-HALF-TYPED")
+    row = f"tr[data-submission='{submission_url.rsplit('/', 1)[1]}']"
+    page.wait_for_selector(f"{row} [data-field=status]:text('complete')", timeout=180_000)
+    assert page.input_value("input[name=case_reference]") == "OP-HALF-TYPED", "the page was not reloaded"
+    assert page.locator("#submissions").get_attribute("data-live") == "off"
+    page.goto(submission_url)
     assert "Footage:" in page.locator("#progress").inner_text()
     assert page.locator("ol.shots li").count() >= 5
     shot(page, "15-clip-submission")
@@ -425,6 +436,60 @@ def contrast(foreground: str, background: tuple[int, int, int] = (255, 255, 255)
     found = tuple(int(v) for v in re.findall(r"\d+", foreground)[:3])
     light, dark = sorted((luminance(found), luminance(background)), reverse=True)
     return (light + 0.05) / (dark + 0.05)
+
+
+def test_nothing_typed_or_submitted_is_lost(server: str, browser: Browser, tmp_path: Path) -> None:
+    # A sprint the service refuses to create (no file chosen) shows the form again as it was typed.
+    page = open_page(browser, server)
+    sign_in(page, "ana")
+    page.goto("/ui/submissions")
+    page.fill("input[name=case_reference]", "OP-KEPT-1")
+    page.fill("input[name=purpose]", "identify a shop theft suspect")
+    page.fill("input[name=retailer]", "Corner Shop")
+    page.click("text=Create sprint and upload")
+    assert "choose at least one still" in page.inner_text("#sprint-error")
+    assert page.input_value("input[name=case_reference]") == "OP-KEPT-1"
+    assert page.input_value("input[name=retailer]") == "Corner Shop"
+    shot(page, "18-sprint-refused-input-kept")
+    page.context.close()
+    # A file that cannot be read is kept as a failed image with the provenance it came with.
+    broken = tmp_path / "till-3.jpg"
+    broken.write_bytes(b"not a picture at all")
+    stills = [lfw_path("John_Ashcroft", 2), broken]  # he is not enrolled: nothing above the threshold
+    url = submit_sprint(browser, server, "OP-KEPT-2", stills, retailer="Corner Shop")
+    page = open_page(browser, server)
+    sign_in(page, "ana")
+    page.goto(url)
+    card = page.locator("section.still-card", has_text="till-3.jpg")
+    assert "failed" in card.inner_text() and "Corner Shop" in card.inner_text()
+    page.context.close()
+
+    # The session ends while a reviewer writes a note: after signing in again the same page comes back
+    # with the note and the chosen candidate.
+    page = open_page(browser, server)
+    sign_in(page, "rita")
+    page.goto("/ui/review?state=below_threshold")
+    with page.expect_navigation():
+        page.locator("#first-item").click()
+    face_url = page.url
+    page.keyboard.press("j")
+    page.fill("#note", "the scar on the chin matches")
+    page.context.clear_cookies()  # the session is gone (expired, or signed out elsewhere)
+    page.locator("#btn-nomatch").focus()
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    assert "/login" in page.url
+    sign_in(page, "rita", here=True)
+    assert page.url == face_url, "back on the page the decision was sent from, not a 405"
+    assert page.input_value("#note") == "the scar on the chin matches" and page.locator("#draft-restored").is_visible()
+    assert page.locator("input[name=candidate_id]:checked").count() == 1
+    shot(page, "19-note-restored-after-sign-in")
+    page.locator("#btn-nomatch").focus()
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    page.goto(face_url)
+    assert page.input_value("#note") == "", "a recorded decision leaves no draft behind"
+    page.context.close()
 
 
 def test_the_review_pages_are_accessible_and_their_shortcuts_can_be_turned_off(server: str, browser: Browser) -> None:

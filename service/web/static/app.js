@@ -12,6 +12,7 @@
       const fold = r.closest("details");
       if (fold) fold.open = true;  // a candidate below the threshold is shown when it is chosen
       r.checked = true; r.focus();
+      r.dispatchEvent(new Event("change", { bubbles: true }));  // the draft keeps the choice
     };
     // Single-key shortcuts can be turned off (WCAG 2.1.4); the choice is kept in this browser.
     const toggle = document.getElementById("shortcuts-toggle");
@@ -41,6 +42,35 @@
     });
     // The service refuses these decisions; saying so before the round trip keeps the typed note.
     const form = document.getElementById("decide");
+    // A draft of the decision (note and chosen candidate) is kept in this tab until the decision is
+    // recorded: a session that expires meanwhile, or an error page, loses nothing.
+    const note = document.getElementById("note");
+    const version = form ? form.querySelector('input[name="expected_version"]') : null;
+    if (form && note && version) {
+      const key = "rfr.draft:" + window.location.pathname;
+      let draft = null;
+      try { draft = JSON.parse(window.sessionStorage.getItem(key) || "null"); } catch (err) { draft = null; }
+      if (draft && draft.version === version.value) {
+        if (draft.note && !note.value) note.value = draft.note;
+        const radio = radios().find((r) => r.value === draft.candidate);
+        if (radio) pick(radio);
+        if (draft.note || radio) {
+          const told = document.getElementById("draft-restored");
+          if (told) told.hidden = false;
+        }
+      } else if (draft) {
+        window.sessionStorage.removeItem(key);  // decided since (the version moved on)
+      }
+      const save = () => {
+        const chosen = radios().find((r) => r.checked);
+        try {
+          window.sessionStorage.setItem(key, JSON.stringify(
+            { version: version.value, note: note.value, candidate: chosen ? chosen.value : null }));
+        } catch (err) { /* storage full or disabled: nothing to keep */ }
+      };
+      note.addEventListener("input", save);
+      form.addEventListener("change", save);
+    }
     if (form) {
       form.addEventListener("submit", (e) => {
         const button = e.submitter;
@@ -100,7 +130,30 @@
   }
 
   if (page === "submissions") {
-    const table = document.querySelector("table[data-live]");
-    if (table && table.dataset.live === "on") setTimeout(() => window.location.reload(), 3000);
+    // Live progress without reloading the page, so a half-filled new-sprint form is never wiped.
+    const table = document.getElementById("submissions");
+    const poll = async () => {
+      let live = false;
+      try {
+        const r = await fetch("/submissions?limit=200", { credentials: "same-origin", cache: "no-store" });
+        if (r.ok) {
+          for (const s of await r.json()) {
+            const row = table.querySelector(`tr[data-submission="${s.id}"]`);
+            if (!row) continue;
+            const done = s.progress.done + s.progress.failed;
+            const status = row.querySelector('[data-field="status"]');
+            status.textContent = s.status; status.className = `status ${s.status}`;
+            const bar = row.querySelector("progress");
+            bar.max = s.progress.total || 1; bar.value = done;
+            row.querySelector('[data-field="count"]').textContent =
+              `${done}/${s.progress.total}` + (s.progress.failed ? ` (${s.progress.failed} failed)` : "");
+            live = live || s.status === "queued" || s.status === "processing";
+          }
+          table.dataset.live = live ? "on" : "off";
+        } else { live = true; }
+      } catch (err) { live = true; /* keep polling */ }
+      if (live) setTimeout(poll, 2000);
+    };
+    if (table && table.dataset.live === "on") setTimeout(poll, 2000);
   }
 })();
