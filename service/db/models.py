@@ -124,6 +124,9 @@ class FaceTemplate(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
     quality_score: Mapped[float] = mapped_column(Float)
     box: Mapped[list[Any]] = mapped_column(JSON)
+    # The face's five landmarks in the custody image's pixels (none: a fused template, or one enrolled
+    # before they were kept), for the aligned comparison view.
+    landmarks: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
     subject: Mapped[Subject] = relationship(back_populates="templates")

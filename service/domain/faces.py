@@ -11,6 +11,18 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float32]
 
 
+# The comparison view's layout: a probe face and a candidate's, each aligned into a square of this
+# many pixels with the eyes level and this far apart, so both are at the same scale and size.
+COMPARISON_SIZE = 448
+COMPARISON_EYE_PX = 112.0
+
+
+def eye_distance(landmarks: Any) -> float:
+    """Pixels between the two eyes of five landmarks (eye, eye, nose, mouth, mouth)."""
+    (x0, y0), (x1, y1) = landmarks[0], landmarks[1]
+    return float(((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5)
+
+
 @dataclass(frozen=True, slots=True)
 class DetectedFace:
     """A detector's output in original-image pixel coordinates."""
@@ -21,7 +33,7 @@ class DetectedFace:
 
     @property
     def inter_eye_px(self) -> float:
-        return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+        return eye_distance(self.landmarks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -375,6 +375,7 @@ class GalleryService:
                 embedding=embedding_to_bytes(choice.embedding),
                 quality_score=choice.quality.score,
                 box=[round(v, 1) for v in choice.face.box],
+                landmarks=[[round(float(x), 1), round(float(y), 1)] for x, y in choice.face.landmarks],
             )
             session.add(template)
             session.flush()
@@ -481,11 +482,11 @@ class GalleryService:
 
 def _subject_record(session: Session, subject: Subject) -> SubjectOut:
     images = session.execute(
-        select(CustodyImage.id, CustodyImage.view)
+        select(CustodyImage.id, CustodyImage.view, CustodyImage.created_at)
         .where(CustodyImage.subject_id == subject.id)
         .order_by(CustodyImage.id)
     ).all()
-    image_ids = [int(i) for i, _ in images]
+    image_ids = [int(i) for i, _, _ in images]
     templates = session.scalar(select(func.count()).where(FaceTemplate.subject_id == subject.id))
     return SubjectOut(
         id=subject.id,
@@ -497,6 +498,7 @@ def _subject_record(session: Session, subject: Subject) -> SubjectOut:
         enrolled_at=subject.enrolled_at,
         images=len(image_ids),
         image_ids=image_ids,
-        views=[str(v) for _, v in images],
+        views=[str(v) for _, v, _ in images],
+        image_dates=[at for _, _, at in images],
         templates=int(templates or 0),
     )

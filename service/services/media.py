@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,6 +80,15 @@ def _front_view(session: Session, subject_id: int) -> CustodyImage | None:
     ).first()
 
 
+def _jpeg(pixels: NDArray[np.uint8]) -> Media:
+    import cv2  # only here: the storage tier's other commands never load OpenCV
+
+    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise NotFound("the face could not be encoded")
+    return Media(encoded.tobytes(), "image/jpeg")
+
+
 class MediaService:
     def __init__(
         self,
@@ -130,17 +141,27 @@ class MediaService:
         with path.open("rb") as head:
             return ClipFile(path, media_type(head.read(256)), image.sha256)
 
-    def _face_still(self, actor: Principal, face_id: int, *, crop: bool) -> tuple[Path, list[float]]:
-        """The still a probe face is in (a clip's face: its shot) and the face's box; the view is audited."""
+    def _face_still(
+        self, actor: Principal, face_id: int, *, crop: bool, aligned: bool = False
+    ) -> tuple[Path, list[float], list[list[float]]]:
+        """The still a probe face is in (a clip's face: its shot), the face's box and landmarks; the view
+        is audited."""
         with self.factory() as session, session.begin():
             face = session.get(ProbeFace, face_id)
             if face is None:
                 raise NotFound(f"probe face {face_id} not found")
             image = self._probe(session, actor, face.probe_image_id)
             audit.append(
-                session, actor, "probe_image_viewed", "probe_face", face_id, crop=crop, probe_image_id=image.id
+                session,
+                actor,
+                "probe_image_viewed",
+                "probe_face",
+                face_id,
+                crop=crop,
+                probe_image_id=image.id,
+                **({"aligned": True} if aligned else {}),
             )
-            return self.store.path_for(face.frame_sha256 or image.sha256), list(face.box)
+            return self.store.path_for(face.frame_sha256 or image.sha256), list(face.box), list(face.landmarks)
 
     def face_still(self, actor: Principal, face_id: int) -> Media:
         """The whole still a probe face was found in: the still itself, or a clip's shot (audited)."""
@@ -150,9 +171,7 @@ class MediaService:
         """A probe face cropped with a margin from its still (a clip's face: its shot), as JPEG (audited
         like the still). A large still is decoded at working size, as it was analysed, and the face's
         box (in the still's own pixels) scaled to it."""
-        path, box = self._face_still(actor, face_id, crop=True)
-        import cv2  # only here: the storage tier's other commands never load OpenCV
-
+        path, box, _ = self._face_still(actor, face_id, crop=True)
         with self.decode_slots:
             still = self.decode(path)
             pixels = still.pixels
@@ -161,36 +180,68 @@ class MediaService:
             x0, y0 = max(0, int(x - margin)), max(0, int(y - margin))
             x1 = min(pixels.shape[1], int(x + w + margin))
             y1 = min(pixels.shape[0], int(y + h + margin))
-            ok, encoded = cv2.imencode(".jpg", pixels[y0:y1, x0:x1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-        if not ok:
-            raise NotFound("face crop could not be produced")
-        return Media(encoded.tobytes(), "image/jpeg")
+            return _jpeg(pixels[y0:y1, x0:x1])
+
+    def aligned_face(self, actor: Principal, face_id: int) -> Media:
+        """A probe face aligned for the comparison view (``comparison_crop``), audited like the still."""
+        path, box, landmarks = self._face_still(actor, face_id, crop=True, aligned=True)
+        return self._aligned(path, box, landmarks)
 
     def candidate_image(self, actor: Principal, candidate_id: int) -> Media:
         """The custody image behind a candidate: its template's image, else (a fused template, or one
         deleted) the subject's front view."""
         with self.factory() as session, session.begin():
-            candidate = session.get(Candidate, candidate_id)
-            if candidate is None:
-                raise NotFound(f"candidate {candidate_id} not found")
-            custody = None
-            if candidate.template_id is not None:
-                template = session.get(FaceTemplate, candidate.template_id)
-                if template is not None and template.custody_image_id is not None:
-                    custody = session.get(CustodyImage, template.custody_image_id)
-            custody = custody or _front_view(session, candidate.subject_id)
-            if custody is None:
-                raise NotFound(f"candidate {candidate_id} has no custody image")
-            audit.append(
-                session,
-                actor,
-                "candidate_image_viewed",
-                "candidate",
-                candidate_id,
-                subject_id=candidate.subject_id,
-                probe_face_id=candidate.probe_face_id,
-            )
+            custody, _ = self._candidate_custody(session, actor, candidate_id, aligned=False)
             return Media.of(self.store.get(custody.sha256))
+
+    def aligned_candidate(self, actor: Principal, candidate_id: int) -> Media:
+        """The face of a candidate's custody image aligned for the comparison view at the probe's scale
+        (by its landmarks; by its box for a template enrolled before they were kept), audited."""
+        with self.factory() as session, session.begin():
+            custody, template = self._candidate_custody(session, actor, candidate_id, aligned=True)
+            path = self.store.path_for(custody.sha256)
+            box = list(template.box) if template is not None and template.box else None
+            landmarks = list(template.landmarks) if template is not None and template.landmarks else None
+        return self._aligned(path, box, landmarks)
+
+    def _candidate_custody(
+        self, session: Session, actor: Principal, candidate_id: int, *, aligned: bool
+    ) -> tuple[CustodyImage, FaceTemplate | None]:
+        """A candidate's custody image and that image's template (the view is audited)."""
+        candidate = session.get(Candidate, candidate_id)
+        if candidate is None:
+            raise NotFound(f"candidate {candidate_id} not found")
+        custody = None
+        if candidate.template_id is not None:
+            template = session.get(FaceTemplate, candidate.template_id)
+            if template is not None and template.custody_image_id is not None:
+                custody = session.get(CustodyImage, template.custody_image_id)
+        custody = custody or _front_view(session, candidate.subject_id)
+        if custody is None:
+            raise NotFound(f"candidate {candidate_id} has no custody image")
+        audit.append(
+            session,
+            actor,
+            "candidate_image_viewed",
+            "candidate",
+            candidate_id,
+            subject_id=candidate.subject_id,
+            probe_face_id=candidate.probe_face_id,
+            **({"aligned": True} if aligned else {}),
+        )
+        own = session.scalars(select(FaceTemplate).where(FaceTemplate.custody_image_id == custody.id).limit(1)).first()
+        return custody, own
+
+    def _aligned(self, path: Path, box: list[float] | None, landmarks: list[list[float]] | None) -> Media:
+        """The face in the image at ``path`` (box and landmarks in its own pixels) as a comparison crop."""
+        from service.embeddings.align import comparison_crop  # only here: the storage tier never loads OpenCV
+
+        with self.decode_slots:
+            still = self.decode(path)
+            scale = still.scale
+            points = np.asarray(landmarks, dtype=np.float32) * scale if landmarks else None
+            x, y, w, h = [v * scale for v in box] if box else [0.0, 0.0, float(still.width), float(still.height)]
+            return _jpeg(comparison_crop(still.pixels, points, (x, y, w, h)))
 
     def person_candidate_image(self, actor: Principal, candidate_id: int) -> Media:
         """The front view of the subject a person's candidate names (the view is audited)."""

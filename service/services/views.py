@@ -207,6 +207,7 @@ class SubjectOut(BaseModel):
     images: int
     image_ids: list[int] = Field(default_factory=list, description="the custody images' ids")
     views: list[str] = Field(default_factory=list, description="each custody image's view (front, left, ...)")
+    image_dates: list[datetime] = Field(default_factory=list, description="when each custody image was enrolled")
     templates: int
 
 

@@ -30,10 +30,11 @@ from service.api.deps import SESSION_COOKIE, RuntimeDep, clear_session_cookie, s
 from service.api.media import clip_response, first_range, image_response
 from service.api.schemas import Id
 from service.api.security import NO_STORE, cookie_secure, csrf_for
+from service.domain.faces import COMPARISON_EYE_PX, COMPARISON_SIZE, eye_distance
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance, parse_when
 from service.domain.roles import Permission, Principal
 from service.domain.times import as_utc
-from service.errors import Forbidden, InvalidRequest, ServiceError, TooManyAttempts, Unauthenticated
+from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, TooManyAttempts, Unauthenticated
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
@@ -431,6 +432,55 @@ def face_crop(rt: RuntimeDep, principal: PagePrincipal, face_id: Id) -> Response
     """The probe face, cropped with a margin, for side-by-side review (audited like the still)."""
     need(principal, "read_own_submissions", "read_all_submissions")
     return image_response(rt.media.face_crop(principal, face_id))
+
+
+@router.get("/ui/faces/{face_id}/aligned")
+def face_aligned(rt: RuntimeDep, principal: PagePrincipal, face_id: Id) -> Response:
+    """The probe face aligned for the comparison view (eyes level, at the comparison's scale), audited."""
+    need(principal, "review", "confirm")
+    return image_response(rt.media.aligned_face(principal, face_id))
+
+
+@router.get("/ui/candidates/{candidate_id}/aligned")
+def candidate_aligned(rt: RuntimeDep, principal: PagePrincipal, candidate_id: Id) -> Response:
+    """A candidate's custody face aligned at the probe's scale and size for the comparison view, audited."""
+    need(principal, "review", "confirm")
+    return image_response(rt.media.aligned_candidate(principal, candidate_id))
+
+
+@router.get("/ui/review/faces/{face_id}/compare/{candidate_id}", response_class=HTMLResponse)
+def compare_page(
+    request: Request,
+    rt: RuntimeDep,
+    principal: PagePrincipal,
+    face_id: Id,
+    candidate_id: Id,
+    state: str = "unreviewed",
+) -> HTMLResponse:
+    """One candidate beside the probe, both aligned at the same scale and size, with linked zoom and
+    pan, an overlay and a flicker; the probe's native resolution; the candidate's record's every view."""
+    need(principal, "review", "confirm")
+    context = rt.submissions.face_in_context(principal, face_id)
+    face = context.face
+    at = next((i for i, c in enumerate(face.candidates) if c.id == candidate_id), None)
+    if at is None:
+        raise NotFound(f"candidate {candidate_id} is not a candidate of face {face_id}")
+    candidate = face.candidates[at]
+    native = eye_distance(face.landmarks)
+    return render(
+        request,
+        "compare.html",
+        context=context,
+        face=face,
+        candidate=candidate,
+        record=rt.gallery.subject(candidate.subject_id),
+        previous=face.candidates[at - 1] if at > 0 else None,
+        following=face.candidates[at + 1] if at + 1 < len(face.candidates) else None,
+        native_eye_px=native,
+        enlargement=COMPARISON_EYE_PX / native if native > 0 else None,
+        size=COMPARISON_SIZE,
+        state=state if state in QUEUE_TABS else "unreviewed",
+    )
 
 
 @router.get("/ui/faces/{face_id}/still")

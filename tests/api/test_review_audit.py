@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -16,13 +18,16 @@ from sqlalchemy import func, select, update
 
 from service.app import create_app
 from service.db.models import (
+    AuditEvent,
     Candidate,
+    FaceTemplate,
     Job,
     ProbeFace,
     ProbeImage,
     ReviewDecision,
     Submission,
 )
+from service.domain.faces import COMPARISON_SIZE
 from service.domain.roles import Principal, Role
 from service.errors import InvalidRequest
 from service.runtime import Runtime
@@ -139,6 +144,9 @@ def test_sprint_to_confirmed_match_with_two_people(
     assert client.get("/audit/verify", headers=auth(tokens, "audrey")).json()["ok"] is True
 
 
+ALIGNED_VIEWS = ("probe_image_viewed", "candidate_image_viewed")
+
+
 def test_a_review_page_and_the_api_read_one_face_or_person_alone_and_audit_it_alike(
     client: TestClient, runtime: Runtime, tokens: dict[str, str]
 ) -> None:
@@ -171,6 +179,30 @@ def test_a_review_page_and_the_api_read_one_face_or_person_alone_and_audit_it_al
     assert [v for v in viewed if v[0] == "results_viewed"] == [("results_viewed", str(sid), "rita")], (
         "opening one face is not a read of the whole submission"
     )
+    # The comparison view: both faces aligned into squares of one size, each view audited as such.
+    top = face["candidates"][0]
+    compare = client.get(f"/ui/review/faces/{face['id']}/compare/{top['id']}", headers=cookie)
+    assert (
+        compare.status_code == 200 and top["custody_reference"] in compare.text and "between the eyes" in compare.text
+    )
+    for url in (f"/ui/faces/{face['id']}/aligned", f"/ui/candidates/{top['id']}/aligned"):
+        aligned = client.get(url, headers=cookie)
+        assert aligned.status_code == 200 and aligned.headers["content-type"] == "image/jpeg", url
+        pixels = cv2.imdecode(np.frombuffer(aligned.content, np.uint8), cv2.IMREAD_COLOR)
+        assert pixels is not None and pixels.shape == (COMPARISON_SIZE, COMPARISON_SIZE, 3)
+    other = next(f for image in results["images"] for f in image["faces"] if f["searched"] and f["id"] != face["id"])
+    wrong = client.get(f"/ui/review/faces/{face['id']}/compare/{other['candidates'][0]['id']}", headers=cookie)
+    assert wrong.status_code == 404
+    with runtime.factory() as session:
+        template = session.get(FaceTemplate, top["template_id"])
+        assert template is not None and template.landmarks is not None and len(template.landmarks) == 5
+        aligned_views = session.scalars(
+            select(AuditEvent).where(AuditEvent.actor == "rita", AuditEvent.action.in_(ALIGNED_VIEWS))
+        ).all()
+    assert {(e.action, e.object_id) for e in aligned_views if e.details.get("aligned")} >= {
+        ("probe_image_viewed", str(face["id"])),
+        ("candidate_image_viewed", str(top["id"])),
+    }
     # Another analyst's face is not found; an auditor reads no results.
     assert client.get(f"/faces/{face['id']}", headers=auth(tokens, "ann")).status_code == 404
     assert client.get(f"/persons/{person['id']}", headers=auth(tokens, "audrey")).status_code == 403

@@ -171,7 +171,7 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     rows = page.locator("table.queue tbody tr")
     assert rows.count() >= 3 and rows.count() == page.locator("table.queue tbody tr.above").count()
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('td.thumb img')).every(i => i.complete && i.naturalWidth > 0)"
+        "() => Array.from(document.querySelectorAll('td.thumb img')).every(i => i.complete && i.naturalWidth > 0)"
     )
     assert "OP-BELLEVILLE-7" in rows.first.inner_text() and re.search(r"0\.\d{3}", rows.first.inner_text())
     shot(page, "05-review-queue")
@@ -212,8 +212,48 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     assert "below the threshold" in page.inner_text("#decide-error") and page.url == url
     assert page.evaluate("document.activeElement.id") == "note", "the note is where to write the reason"
     shot(page, "06b-review-note-required")
+    # The comparison view: the first candidate beside the probe, both aligned at the same size.
+    face_url = page.url
+    with page.expect_navigation():
+        page.locator("a.compare-link").first.click()
+    page.wait_for_function(
+        "() => ['probe-aligned', 'candidate-aligned'].every(i => document.getElementById(i).complete"
+        " && document.getElementById(i).naturalWidth === 448 && document.getElementById(i).naturalHeight === 448)"
+    )
+    assert re.search(r"\d+ px", page.inner_text("#native-eyes")) and "×" in page.inner_text("#enlargement")
+    page.click("#zoom-in")
+    page.click("#zoom-in")
+    transforms = page.evaluate(
+        "['probe-aligned', 'candidate-aligned'].map(i => document.getElementById(i).style.transform)"
+    )
+    assert transforms[0] == transforms[1] and "scale(1.5625)" in transforms[0], "zoom is linked"
+    viewport = page.locator(".viewport").first.bounding_box()
+    assert viewport is not None
+    page.mouse.move(viewport["x"] + 200, viewport["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(viewport["x"] + 150, viewport["y"] + 170)
+    page.mouse.up()
+    panned = page.evaluate(
+        "['probe-aligned', 'candidate-aligned'].map(i => document.getElementById(i).style.transform)"
+    )
+    assert panned[0] == panned[1] != transforms[0], "so is pan"
+    assert page.locator(".record-views li").count() >= 1 and "enrolled" in page.inner_text(".record-views")
+    page.click("#full-still")
+    assert page.locator("#still-details svg rect.this-face").count() == 1
+    assert page.locator("#still-details svg text.face-number").count() >= 1
+    shot(page, "06c-comparison")
+    page.check("input[name=mode][value=overlay]")
+    assert page.locator("#overlay-aligned").is_visible() and not page.locator("#candidate-aligned").is_visible()
+    shot(page, "06d-comparison-overlay")
+    page.check("input[name=mode][value=flicker]")
+    # (a function, not an expression: polling an expression would need eval, which the CSP forbids)
+    page.wait_for_function("() => document.getElementById('overlay-aligned').style.opacity === '0'")
+    with page.expect_navigation():
+        page.click("#back-to-decision")
+    assert page.url.split("#")[0] == face_url
+    checked = page.locator("input[name=candidate_id]:checked")
+    assert checked.count() == 1 and "rank 1," in (checked.get_attribute("aria-label") or ""), "came back chosen"
     page.locator("input[name=candidate_id]").first.focus()
-    page.keyboard.press("k")
     with page.expect_navigation():
         page.keyboard.press("p")
     shot(page, "07-after-review")
@@ -410,7 +450,7 @@ def test_a_track_of_a_clip_is_reviewed_and_confirmed_in_the_browser(server: str,
     assert len(times) >= 2 and all(t.startswith("Shot at") for t in times)
     assert "lin-manuel-miranda" in page.locator("li.cand").first.inner_text()
     # The clip plays in the page from the track's first shot (H.264 MP4).
-    page.wait_for_function("document.querySelector('#track-video').readyState >= 1", timeout=20_000)
+    page.wait_for_function("() => document.querySelector('#track-video').readyState >= 1", timeout=20_000)
     start = page.evaluate("document.querySelector('#track-video').currentTime")
     first = float(times[0].split()[2])
     assert abs(start - first) < 0.5, (start, first)

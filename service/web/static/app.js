@@ -71,6 +71,11 @@
       note.addEventListener("input", save);
       form.addEventListener("change", save);
     }
+    const wanted = /^#candidate-(\d+)$/.exec(window.location.hash);
+    if (wanted) {
+      const radio = radios().find((r) => r.value === wanted[1]);
+      if (radio) pick(radio);  // back from the comparison view with this candidate
+    }
     if (form) {
       form.addEventListener("submit", (e) => {
         const button = e.submitter;
@@ -92,6 +97,68 @@
         }
       });
     }
+  }
+
+  if (page === "compare") {
+    // Linked zoom and pan: both faces are aligned to the same scale and size, so one transform
+    // applies to both; an overlay (the candidate over the probe, its opacity on a slider) and a
+    // flicker (the two alternating) show differences side by side would hide.
+    const images = Array.from(document.querySelectorAll("img.zoomable"));
+    const level = document.getElementById("zoom-level");
+    const view = { zoom: 1, x: 0, y: 0 };
+    const size = images.length ? images[0].width : 448;
+    const apply = () => {
+      const limit = size * (view.zoom - 1);
+      view.x = Math.min(0, Math.max(-limit, view.x));
+      view.y = Math.min(0, Math.max(-limit, view.y));
+      for (const img of images) img.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.zoom})`;
+      if (level) level.textContent = `${Math.round(view.zoom * 100)}%`;
+      document.getElementById("pair").dataset.zoom = String(view.zoom);
+    };
+    const zoomAt = (factor, cx = size / 2, cy = size / 2) => {
+      const zoom = Math.min(8, Math.max(1, view.zoom * factor));
+      view.x = cx - ((cx - view.x) * zoom) / view.zoom;
+      view.y = cy - ((cy - view.y) * zoom) / view.zoom;
+      view.zoom = zoom; apply();
+    };
+    const button = (id, act) => { const b = document.getElementById(id); if (b) b.addEventListener("click", act); };
+    button("zoom-in", () => zoomAt(1.25));
+    button("zoom-out", () => zoomAt(0.8));
+    button("zoom-reset", () => { view.zoom = 1; view.x = 0; view.y = 0; apply(); });
+    for (const box of document.querySelectorAll(".viewport")) {
+      box.addEventListener("wheel", (e) => {
+        e.preventDefault();
+        const r = box.getBoundingClientRect();
+        zoomAt(e.deltaY < 0 ? 1.15 : 1 / 1.15, e.clientX - r.left, e.clientY - r.top);
+      }, { passive: false });
+      let drag = null;
+      box.addEventListener("pointerdown", (e) => { drag = { x: e.clientX - view.x, y: e.clientY - view.y }; box.setPointerCapture(e.pointerId); });
+      box.addEventListener("pointermove", (e) => { if (drag) { view.x = e.clientX - drag.x; view.y = e.clientY - drag.y; apply(); } });
+      box.addEventListener("pointerup", () => { drag = null; });
+    }
+    document.addEventListener("keydown", (e) => {
+      if (typing(e) || e.ctrlKey || e.metaKey || e.altKey) return;
+      if (e.key === "+" || e.key === "=") { e.preventDefault(); zoomAt(1.25); }
+      else if (e.key === "-") { e.preventDefault(); zoomAt(0.8); }
+      else if (e.key === "0") { e.preventDefault(); view.zoom = 1; view.x = 0; view.y = 0; apply(); }
+    });
+    const pair = document.getElementById("pair");
+    const overlay = document.getElementById("overlay-aligned");
+    const opacity = document.getElementById("overlay-opacity");
+    let flicker = null;
+    const setMode = (mode) => {
+      pair.dataset.mode = mode;
+      if (flicker) { clearInterval(flicker); flicker = null; }
+      if (mode === "overlay") overlay.style.opacity = String(opacity.value / 100);
+      if (mode === "flicker") {
+        let shown = true;
+        overlay.style.opacity = "1";
+        flicker = setInterval(() => { shown = !shown; overlay.style.opacity = shown ? "1" : "0"; }, 600);
+      }
+    };
+    for (const r of document.querySelectorAll('input[name="mode"]')) r.addEventListener("change", () => setMode(r.value));
+    if (opacity) opacity.addEventListener("input", () => { if (pair.dataset.mode === "overlay") overlay.style.opacity = String(opacity.value / 100); });
+    apply();
   }
 
   if (page === "queue") {
