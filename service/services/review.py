@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from service.db.engine import read_session
 from service.db.models import (
+    AuditEvent,
     Candidate,
     PersonCandidate,
     ProbeFace,
@@ -66,13 +67,26 @@ class ReviewService:
         candidate_id: int | None = None,
         note: str = "",
         expected_version: int | None = None,
+        require_comparison: bool = False,
     ) -> DecisionOut:
-        """Record one decision; a stale or concurrent conflicting decision raises ``review_conflict``."""
+        """Record one decision; a stale or concurrent conflicting decision raises ``review_conflict``.
+        With ``require_comparison`` (the review pages) a confirmation needs the confirmer to have opened
+        the comparison view of the first decision's candidate since that decision."""
         action_value, outcome_value = _parse(action, outcome)
         with self.factory() as session, session.begin():
+            if require_comparison and action_value is Action.CONFIRM and not _compared(session, actor, face_id):
+                raise ComparisonRequired(
+                    "open the comparison of the chosen candidate before confirming: the decision rests on it"
+                )
             return self._decide_face(
                 session, actor, face_id, action_value, outcome_value, candidate_id, note, expected_version
             )
+
+    def has_compared(self, actor: Principal, face_id: int) -> bool:
+        """Whether ``actor`` opened the comparison view of the face's chosen candidate since the first
+        decision named it (true when there is no candidate to compare: a no-match or inconclusive)."""
+        with read_session(self.factory) as session:
+            return _compared(session, actor, face_id)
 
     def _decide_face(
         self,
@@ -467,6 +481,33 @@ def _face_candidate(session: Session, face: ProbeFace, subject_id: int) -> tuple
     session.add(candidate)
     session.flush()
     return int(candidate.id), previous
+
+
+class ComparisonRequired(InvalidRequest):
+    code = "comparison_required"
+
+
+def _compared(session: Session, actor: Principal, face_id: int) -> bool:
+    face = session.get(ProbeFace, face_id)
+    if face is None:
+        raise NotFound(f"probe face {face_id} not found")
+    if face.review_candidate_id is None:
+        return True
+    since = session.scalar(
+        select(func.max(ReviewDecision.created_at)).where(
+            ReviewDecision.probe_face_id == face_id, ReviewDecision.action == Action.REVIEW.value
+        )
+    )
+    views = session.scalars(
+        select(AuditEvent.details).where(
+            AuditEvent.action == "candidate_image_viewed",
+            AuditEvent.object_type == "candidate",
+            AuditEvent.object_id == str(face.review_candidate_id),
+            AuditEvent.actor == actor.username,
+            *([AuditEvent.at >= since] if since is not None else []),
+        )
+    )
+    return any(details.get("aligned") for details in views)
 
 
 def remaining_figures(session: Session, sid: int) -> dict[str, int]:

@@ -353,6 +353,7 @@ def review_face_page(
         chosen=chosen,
         history=history,
         first_note=_first_note(face.review, history),
+        compared=face.review.state != "awaiting_confirmation" or rt.review.has_compared(principal, face_id),
     )
 
 
@@ -385,7 +386,7 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
 
     def decide_then_next() -> int | None:
         before = [item.face_id for item in _queue(rt, state)]
-        rt.review.decide(principal, face_id, *_decision(form))
+        rt.review.decide(principal, face_id, *_decision(form), require_comparison=True)
         later = before[before.index(face_id) + 1 :] if face_id in before else before
         remaining = {item.face_id for item in _queue(rt, state)}
         return next((f for f in later if f in remaining), None)

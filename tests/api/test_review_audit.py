@@ -634,3 +634,24 @@ def test_the_audit_trail_pages_filters_by_date_names_its_export_and_tells_web_fr
     assert exported.status_code == 200
     assert exported.headers["content-disposition"] == f'attachment; filename="audit-{now:%Y-%m-%d}.csv"'
     assert exported.text.splitlines()[0].startswith("seq,at,actor")
+
+
+def test_a_confirmation_on_the_pages_needs_the_comparison_of_the_chosen_candidate(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    from service.services.review import ComparisonRequired
+
+    sid = submit(client, tokens, runtime, [lfw_path("Serena_Williams", 5)])
+    face = next(f for f in faces_of(client, tokens, sid) if f["candidates"][0]["above_threshold"])
+    top = face["candidates"][0]
+    body = {"action": "review", "outcome": "possible_match", "candidate_id": top["id"]}
+    assert decide(client, tokens, "rita", face["id"], **body).status_code == 200
+    carl = runtime.users.authenticate(tokens["carl"], via="web")
+    with pytest.raises(ComparisonRequired):
+        runtime.review.decide(carl, face["id"], "confirm", require_comparison=True)
+    runtime.media.candidate_image(carl, top["id"])  # the custody image alone is not the comparison
+    runtime.media.aligned_candidate(runtime.users.authenticate(tokens["cora"]), top["id"])  # nor another's view
+    assert not runtime.review.has_compared(carl, face["id"])
+    runtime.media.aligned_candidate(carl, top["id"])
+    assert runtime.review.has_compared(carl, face["id"])
+    assert runtime.review.decide(carl, face["id"], "confirm", require_comparison=True).state == "confirmed"

@@ -276,8 +276,25 @@ def test_sprint_from_upload_to_confirmed_match_in_the_browser(server: str, brows
     page.keyboard.press("o")
     assert "reason" in page.inner_text("#decide-error") and page.url == face_url, "an overturn needs a note"
     assert page.evaluate("document.activeElement.id") == "note"
-    page.locator("#btn-confirm").focus()  # out of the note, where keys are typed
+    # Confirming needs the comparison of the chosen candidate opened first.
+    assert page.locator("#btn-confirm").is_disabled() and page.locator("#needs-comparison").is_visible()
     with page.expect_navigation():
+        page.click("#compare-chosen")
+    assert "beside candidate #1" in page.inner_text("h1")
+    with page.expect_navigation():
+        page.click("#back-to-decision")
+    assert page.locator("#btn-confirm").is_enabled()
+    # A short undo: the confirmation waits a few seconds and can be taken back meanwhile.
+    page.locator("#btn-confirm").focus()
+    page.keyboard.press("c")
+    assert page.locator("#confirm-pending").is_visible()
+    shot(page, "09b-confirm-undo")
+    page.keyboard.press("u")
+    assert not page.locator("#confirm-pending").is_visible()
+    page.wait_for_timeout(6000)
+    assert page.url.split("#")[0] == face_url.split("#")[0] and "awaiting confirmation" in page.inner_text("h1")
+    page.locator("#btn-confirm").focus()
+    with page.expect_navigation(timeout=15_000):
         page.keyboard.press("c")
 
     # The subject page lists the custody images and the confirmed appearance with its provenance.

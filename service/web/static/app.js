@@ -35,7 +35,7 @@
         j: () => { if (list.length) pick(list[Math.min(at + 1, list.length - 1)]); },
         k: () => { if (list.length) pick(list[Math.max(at - 1, 0)]); },
         p: () => click("btn-possible"), n: () => click("btn-nomatch"), i: () => click("btn-inconclusive"),
-        c: () => click("btn-confirm"), o: () => click("btn-overturn"),
+        c: () => click("btn-confirm"), o: () => click("btn-overturn"), u: () => click("btn-undo"),
         "]": () => go("next-face"), "[": () => go("prev-face"), ".": () => go("next-face"), ",": () => go("prev-face"),
       };
       if (keys[e.key]) { e.preventDefault(); keys[e.key](); }
@@ -94,6 +94,29 @@
           e.preventDefault();
           error.textContent = problem; error.hidden = false;
           if (chosen || !button || button.value !== "review:possible_match") note.focus();
+          return;
+        }
+        if (button && button.value === "confirm" && !form.dataset.confirming) {
+          // A short undo: the confirmation is sent after a few seconds unless it is undone meanwhile.
+          e.preventDefault();
+          const pending = document.getElementById("confirm-pending");
+          const countdown = document.getElementById("confirm-countdown");
+          let left = 5;
+          pending.hidden = false; countdown.textContent = String(left);
+          document.getElementById("btn-undo").focus();
+          const tick = setInterval(() => {
+            left -= 1; countdown.textContent = String(left);
+            if (left > 0) return;
+            clearInterval(tick);
+            form.dataset.confirming = "1";
+            const action = document.createElement("input");
+            action.type = "hidden"; action.name = "action"; action.value = "confirm";
+            form.appendChild(action);
+            form.submit();
+          }, 1000);
+          document.getElementById("btn-undo").onclick = () => {
+            clearInterval(tick); pending.hidden = true; button.focus();
+          };
         }
       });
     }
