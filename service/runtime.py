@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.db.engine import make_engine, migrate, session_factory
-from service.db.image_store import ImageStore
+from service.db.image_store import ImageStore, LocalImageStore, SharedImageStore
 from service.embeddings.packs import PackManifest, load_manifest
 
 if TYPE_CHECKING:
@@ -46,6 +46,13 @@ if TYPE_CHECKING:
     from service.services.video import ClipProcessor
     from service.services.worker import JobWorker
     from service.video.clips import ClipInfo
+
+
+def open_store(settings: Settings) -> ImageStore:
+    """The shared folder when ``RFR_STORE__PATH`` names one, else the data directory's own."""
+    if settings.store.path is not None:
+        return SharedImageStore(settings.store.path)
+    return LocalImageStore(settings.images_dir)
 
 
 class Storage:
@@ -80,8 +87,8 @@ class Storage:
         except BaseException:
             engine.dispose()
             raise
-        store = ImageStore(settings.images_dir)
-        store.sweep_incoming()  # uploads staged by a process that died mid-request
+        store = open_store(settings)
+        store.sweep_incoming()  # uploads staged by a process (of this host) that died mid-request
         return cls(settings, engine, factory, store, manifest)
 
     @property
