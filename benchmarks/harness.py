@@ -177,7 +177,11 @@ class ApiClient:
         parts = [("files", (name, payload, mime)) for name, payload, mime in files]
         return self._check(self._client.post(path, files=parts, data=data or {}))
 
-    def wait_healthy(self, deadline_s: float, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    def post_file(self, path: str, field: str, file: UploadFile, data: dict[str, str] | None = None) -> Any:
+        """A multipart form of one file in ``field`` and text fields (e.g. ``POST /gallery/enrol``)."""
+        return self._check(self._client.post(path, files={field: file}, data=data or {}))
+
+    def wait_healthy(self, deadline_s: float, process: subprocess.Popen[Any]) -> dict[str, Any]:
         """``GET /health`` until it answers (``ApiError`` if ``process`` exits first or time runs out)."""
         import httpx
 
