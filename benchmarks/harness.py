@@ -88,13 +88,15 @@ class Service:
         return [*self.rfr, "--data-dir", str(self.data_dir), *args]
 
     @contextmanager
-    def serve(self, log_path: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-        """``rfr serve`` on a free loopback port: yields its base URL and process, and stops it after.
+    def serve(
+        self, log_path: Path | None = None, options: Sequence[str] = ()
+    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+        """``rfr serve [OPTIONS]`` on a free loopback port: yields its base URL and process, and stops it after.
 
         The server's output goes to ``log_path`` (discarded without one).
         """
         port = free_port()
-        cmd = self.command("serve", "--host", "127.0.0.1", "--port", str(port))
+        cmd = self.command("serve", "--host", "127.0.0.1", "--port", str(port), *options)
         with open(log_path or os.devnull, "wb") as fh:
             proc = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT)
             try:

@@ -5,7 +5,8 @@ Any number of workers, on any number of hosts, lease batches from the one queue 
 directory, reconciled with the database's gallery version before each search) and reads the
 images from the store every host shares (``RFR_STORE__PATH``). SIGTERM or Ctrl-C stops it after
 the batch in hand is stored; a worker killed outright leaves its batch leased, and another worker
-takes it over when the lease expires (``RFR_WORKER__LEASE_SECONDS``), or at once on its own host.
+takes it over when the lease expires (``RFR_WORKER__LEASE_SECONDS``; a worker of its own host that
+starts sooner re-queues it at once).
 """
 
 from __future__ import annotations
