@@ -51,13 +51,16 @@ def fresh_database(url: str) -> None:
     admin.dispose()
 
 
-def start_workers(count: int, root: Path, env: dict[str, str]) -> list[subprocess.Popen[str]]:
-    """``count`` ``rfr worker --json`` processes, each on its own data directory; returns once all are ready."""
+def start_workers(count: int, root: Path, env: dict[str, str], logs: Path) -> list[subprocess.Popen[str]]:
+    """``count`` ``rfr worker --json`` processes, each on its own data directory (its log in ``logs``);
+    returns once all are ready."""
     procs = []
+    logs.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         data_dir = root / f"worker-{i + 1}"
-        cmd = [*rfr_command(), "--data-dir", str(data_dir), "worker", "--json"]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        cmd = [*rfr_command(), "--data-dir", str(data_dir), "-v", "worker", "--json"]
+        with (logs / f"worker-{i + 1}.log").open("a") as log:
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=log, text=True))
     for proc in procs:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -90,6 +93,7 @@ def main() -> None:
     parser.add_argument("--target-stills", type=int, default=10_000)
     parser.add_argument("--target-hours", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=default_out("workers"))
+    parser.add_argument("--logs", type=Path, help="folder for the workers' logs (default: removed with the run)")
     args = parser.parse_args()
 
     rng = random.Random(args.seed)
@@ -132,7 +136,7 @@ def main() -> None:
             client.wait_healthy(180, server)
             for round_number in range(args.rounds):
                 for count in args.workers:
-                    procs = start_workers(count, work, worker_env)
+                    procs = start_workers(count, work, worker_env, args.logs or work / "logs")
                     try:
                         load_before = os.getloadavg()[0]
                         body = {"case_reference": f"BENCH/W{count}/{round_number}", "purpose": "worker throughput"}
