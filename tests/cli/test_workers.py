@@ -200,5 +200,8 @@ def test_two_workers_on_one_postgresql_process_each_image_once_when_one_is_kille
     assert sum(top["custody_reference"] == "TB" for top in tops) >= len(tops) - 2
     assert all((shared / d[:2] / d[2:4] / d).is_file() for d in digests), "every still in the shared store"
     assert not (tmp_path / "w1" / "images").exists() and not (tmp_path / "w2" / "images").exists()
-    verified = run(["audit", "verify", "--json"], api_dir, database, settings, env=common)
-    assert verified["ok"], verified
+    # The workers' hosts checkpointed their own commits (the searches) in their own files.
+    theirs = [str(tmp_path / f"w{i}" / "keys" / "audit-checkpoints.jsonl") for i in (1, 2)]
+    assert all(Path(path).stat().st_size > 0 for path in theirs)
+    verified = run(["audit", "verify", "--json", "--checkpoints", *theirs], api_dir, database, settings, env=common)
+    assert verified["ok"] and verified["checkpoint_seq"] == verified["events"], verified
