@@ -108,6 +108,7 @@ def main() -> None:
 
     fresh_database(args.database_url)
     api_dir, shared = work / "api", work / "shared-images"
+    shared.mkdir()
     store = {"RFR_STORE__PATH": str(shared), "RFR_WORKER__POLL_SECONDS": "0.05"}
     api_env = service_env(api_dir, database_url=args.database_url, settings=store)
     worker_env = service_env(

@@ -55,6 +55,13 @@ def open_store(settings: Settings) -> ImageStore:
     return LocalImageStore(settings.images_dir)
 
 
+def _names_stored_files(factory: sessionmaker[Session]) -> bool:
+    from service.db.queries import names_stored_files
+
+    with factory() as session:
+        return names_stored_files(session)
+
+
 class Storage:
     """The storage-only tier: no model is loaded and no index opened."""
 
@@ -88,6 +95,11 @@ class Storage:
             engine.dispose()
             raise
         store = open_store(settings)
+        try:
+            store.ensure_ready(lambda: _names_stored_files(factory))
+        except BaseException:
+            engine.dispose()
+            raise
         store.sweep_incoming()  # uploads staged by a process (of this host) that died mid-request
         return cls(settings, engine, factory, store, manifest)
 

@@ -29,19 +29,21 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from service.durable_files import fsync_directory, write_atomically
-from service.errors import PayloadTooLarge
+from service.errors import ConfigurationError, PayloadTooLarge
 
 CHUNK_BYTES = 1 << 20
 INCOMING = "incoming"
 # A staged file older than this belongs to no live request (a request stages, checks and adopts
 # its files within it), so opening the store removes it.
 STALE_STAGED_S = 6 * 3600.0
+# The file that says a shared folder is the store (and not an empty mount point).
+MARKER = ".rfr-store"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -106,6 +108,11 @@ class ImageStore(Protocol):
 
     def delete(self, digest: str, written_before: float | None = None) -> bool:
         """Remove the file of ``digest`` (only if last written before ``written_before``, when given)."""
+        ...
+
+    def ensure_ready(self, database_names_files: Callable[[], bool]) -> None:
+        """Refuse (``ConfigurationError``) a store that is not there; ``database_names_files`` tells
+        whether the database already names stored files."""
         ...
 
 
@@ -218,6 +225,9 @@ class LocalImageStore:
             return False
         return True
 
+    def ensure_ready(self, database_names_files: Callable[[], bool]) -> None:
+        """The data directory's own folder is made on first use."""
+
     # -- what the shared store does differently --------------------------------------------
     @staticmethod
     def _holds(target: Path, size: int) -> bool:
@@ -257,6 +267,24 @@ class SharedImageStore(LocalImageStore):
     @property
     def incoming(self) -> Path:
         return self.root / INCOMING / self.host
+
+    def ensure_ready(self, database_names_files: Callable[[], bool]) -> None:
+        """The folder must exist (it is never made here: a share not mounted is an error, not a new
+        store on this host's disk) and hold the store's marker, made on first use; an unmarked folder
+        while the database names stored files is refused (an empty mount point, or another folder)."""
+        if not self.root.is_dir():
+            raise ConfigurationError(
+                f"the shared image store {self.root} is not a folder: mount the share there (RFR_STORE__PATH)"
+            )
+        marker = self.root / MARKER
+        if marker.is_file():
+            return
+        if database_names_files():
+            raise ConfigurationError(
+                f"the shared image store {self.root} has no {MARKER} file, but the database names stored images: "
+                f"is the share mounted at this path? (If this folder does hold the store, create {marker}.)"
+            )
+        write_atomically(marker, lambda tmp: tmp.write_text("rfr content-addressed image store\n"))
 
     def put(self, data: bytes) -> str:
         staged = self.stage_bytes(data)

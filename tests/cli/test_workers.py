@@ -66,6 +66,7 @@ def test_two_workers_on_one_postgresql_process_each_image_once_when_one_is_kille
     database: str = request.getfixturevalue("postgres_url")
     reset_postgres(database)
     api_dir, shared = tmp_path / "api", tmp_path / "shared-images"
+    shared.mkdir()  # the share every host mounts
     common = {"RFR_STORE__PATH": str(shared)}
     # The workers' hosts: their own data directory, the API host's audit key (copied there in a real
     # deployment), short leases so the test need not wait two minutes for the takeover.

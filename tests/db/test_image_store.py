@@ -188,3 +188,20 @@ def test_rfr_store_path_selects_the_shared_store(tmp_path: Path, monkeypatch: py
     shared = open_store(Settings(data_dir=tmp_path / "data"))
     assert isinstance(shared, SharedImageStore) and shared.root == tmp_path / "shared"
     assert isinstance(shared, ImageStore) and isinstance(local, ImageStore)
+
+
+def test_a_shared_store_not_mounted_is_refused(tmp_path: Path) -> None:
+    from service.errors import ConfigurationError
+
+    share = tmp_path / "share"
+    store = SharedImageStore(share, host="host-a")
+    with pytest.raises(ConfigurationError, match="is not a folder: mount the share"):
+        store.ensure_ready(lambda: False)
+    share.mkdir()  # an empty mount point while the database names stored images
+    with pytest.raises(ConfigurationError, match="is the share mounted at this path"):
+        store.ensure_ready(lambda: True)
+    assert files_under(tmp_path) == [], "nothing written to the wrong disk"
+    store.ensure_ready(lambda: False)  # a new deployment: the store's marker is made
+    assert files_under(tmp_path) == [share / ".rfr-store"]
+    SharedImageStore(share, host="host-b").ensure_ready(lambda: True)  # the marked share, from another host
+    LocalImageStore(tmp_path / "images").ensure_ready(lambda: True)  # the data directory's own: made on use
