@@ -10,7 +10,8 @@ its own host), all on one PostgreSQL database and one shared image store (``RFR_
    replica, then submits ``--probes`` LFW stills over HTTP as one sprint (uploads of 50) and times
    it from the first upload to ``complete``; the workers are then stopped.
 3. From the figures: how many workers a sprint of ``--target-stills`` (10,000) needs to finish
-   within ``--target-hours`` (1) on this machine's cores.
+   within ``--target-hours`` (1) on this machine's cores — from the wall-clock rates, and from the
+   CPU time the workers used per still (``/proc``), which a busy machine inflates far less.
 
     python -m benchmarks.workers --database-url postgresql+psycopg://rfr:rfr@127.0.0.1:5432/rfr_bench_workers
 
@@ -69,6 +70,12 @@ def start_workers(count: int, root: Path, env: dict[str, str], logs: Path) -> li
         if "ready" not in json.loads(line):
             raise SystemExit(f"rfr worker said {line!r} instead of ready")
     return procs
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process ``pid`` so far (Linux: ``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def stop_workers(procs: list[subprocess.Popen[str]]) -> None:
@@ -140,12 +147,15 @@ def main() -> None:
                     procs = start_workers(count, work, worker_env, args.logs or work / "logs")
                     try:
                         load_before = os.getloadavg()[0]
+                        pids = [server.pid, *(p.pid for p in procs)]
+                        cpu_before = [cpu_seconds(pid) for pid in pids]
                         body = {"case_reference": f"BENCH/W{count}/{round_number}", "purpose": "worker throughput"}
                         sid = int(client.post_json("/submissions", body)["id"])
                         started = time.perf_counter()
                         upload_images(client, sid, files, chunk=50)
                         status = wait_complete(client, sid, poll_s=0.1)
                         seconds = time.perf_counter() - started
+                        cpu = [cpu_seconds(pid) - c for pid, c in zip(pids, cpu_before, strict=True)]
                     finally:
                         stop_workers(procs)
                     run = {
@@ -157,6 +167,10 @@ def main() -> None:
                         "seconds": round(seconds, 2),
                         "stills_per_s": round(len(files) / seconds, 2),
                         "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                        # CPU each process used during the sprint: what a core of its own would need.
+                        "api_cpu_s": round(cpu[0], 2),
+                        "workers_cpu_s": [round(c, 2) for c in cpu[1:]],
+                        "worker_cpu_ms_per_still": round(1000 * sum(cpu[1:]) / len(files), 1),
                     }
                     runs.append(run)
                     print(json.dumps(run), file=sys.stderr)
@@ -170,6 +184,8 @@ def main() -> None:
     # Per worker, at the most workers measured (each with a core of its own at best), the slower of the runs.
     most = max(args.workers)
     per_worker = min(rates[most]) / most
+    # Load-independent: the workers' CPU per still (the median run), so the cores a sprint needs.
+    cpu_per_still = sorted(r["worker_cpu_ms_per_still"] for r in runs)[len(runs) // 2] / 1000
     report: dict[str, Any] = {
         **stamp("yunet_sface"),
         "cpu_count": os.cpu_count(),
@@ -186,6 +202,11 @@ def main() -> None:
             "per_worker_stills_per_s_used": round(per_worker, 2),
             "workers_needed": max(1, math.ceil(needed_rate / per_worker)),
             "hours_with_one_worker": round(args.target_stills / min(rates[min(args.workers)]) / 3600, 2),
+            "worker_cpu_s_per_still_median": round(cpu_per_still, 4),
+            "worker_cores_needed_by_cpu": max(
+                1, math.ceil(args.target_stills * cpu_per_still / (args.target_hours * 3600))
+            ),
+            "worker_core_hours_by_cpu": round(args.target_stills * cpu_per_still / 3600, 3),
         },
     }
     write_json(args.out, report)
