@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from select import select as wait_readable
 
 import pytest
 from sqlalchemy import func, select
@@ -50,9 +51,11 @@ def _worker_jobs(session: object, pid: int, status: str) -> list[int]:
     return list(session.scalars(query))  # type: ignore[attr-defined]
 
 
-def _ready(proc: subprocess.Popen[str]) -> dict[str, object]:
+def _ready(proc: subprocess.Popen[str], timeout_s: float = 240) -> dict[str, object]:
     """The worker's first JSON line (printed once its model and index replica are loaded)."""
     assert proc.stdout is not None
+    readable, _, _ = wait_readable([proc.stdout], [], [], timeout_s)
+    assert readable, f"the worker was not ready after {timeout_s:.0f} s"
     line = proc.stdout.readline()
     assert line, f"the worker exited: {proc.communicate(timeout=30)[1][-2000:]}"
     ready: dict[str, object] = json.loads(line)["ready"]
@@ -131,6 +134,8 @@ def test_two_workers_on_one_postgresql_process_each_image_once_when_one_is_kille
             with factory() as session:
                 stored = _worker_jobs(session, victim.pid, "done")
                 busy = _worker_jobs(session, victim.pid, "running")
+                left = session.scalar(select(func.count()).where(Job.status.in_(["queued", "running"])))
+            assert left, "the sprint ended before worker 1 held a batch after storing one"
             if stored and busy:
                 victim.send_signal(signal.SIGSTOP)
                 with factory() as session:
