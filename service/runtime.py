@@ -107,6 +107,20 @@ class Storage:
     def pack_id(self) -> str:
         return self.manifest.id
 
+    def check_store(self) -> None:
+        """Refuse (``ConfigurationError``) an image store that lacks the newest files the database
+        names: a worker host whose ``RFR_STORE__PATH`` is unset or wrong would fail every job."""
+        from service.db.queries import newest_stored_digests
+        from service.errors import ConfigurationError
+
+        with self.factory() as session:
+            missing = [d for d in newest_stored_digests(session) if not self.store.exists(d)]
+        if missing:
+            raise ConfigurationError(
+                f"the image store {self.store.root} lacks the newest images the database names ({missing[0][:12]}...):"
+                " every host must see the one store (RFR_STORE__PATH)"
+            )
+
     @cached_property
     def decode_slots(self) -> threading.Semaphore:
         """The stills the API may decode at once (its searches and upload checks): the process's

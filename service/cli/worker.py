@@ -43,6 +43,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 "rfr worker: the database is SQLite, which only processes of this host can share; "
                 "workers on other hosts need a shared PostgreSQL (RFR_DATABASE_URL)\n"
             )
+        runtime.check_store()  # this host sees the images the others stored
         lock = WorkerLock(settings.data_dir)
         lock.acquire()  # shared: tells 'rfr submit' on this data directory that the queue is served
         worker = runtime.worker

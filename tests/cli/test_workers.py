@@ -16,14 +16,16 @@ import pytest
 from sqlalchemy import func, select
 
 from benchmarks.harness import ApiClient, free_port, mime_of, upload_images
-from service.config import Settings
+from service.config import AuditSettings, Settings, StoreSettings
 from service.db.engine import make_engine, session_factory
 from service.db.models import AuditEvent, Candidate, Job, ProbeFace, ProbeImage
 from service.embeddings.pipeline import FacePipeline
+from service.errors import ConfigurationError
+from service.runtime import Storage
 from service.service_lock import ServiceLock, WorkerLock, queue_served
 from tests.cli.test_cli_and_crash import link_folder, rfr, run
 from tests.conftest import lfw_path
-from tests.fixtures import POSTGRES_URL, REQUIRE_POSTGRES, reset_postgres
+from tests.fixtures import POSTGRES_URL, REQUIRE_POSTGRES, make_settings, reset_postgres
 
 PROBES = {"Colin_Powell": range(2, 14), "George_W_Bush": range(2, 18), "Tony_Blair": range(3, 15)}
 TOTAL = sum(len(numbers) for numbers in PROBES.values())  # 40
@@ -206,6 +208,20 @@ def test_two_workers_on_one_postgresql_process_each_image_once_when_one_is_kille
     assert sum(top["custody_reference"] == "TB" for top in tops) >= len(tops) - 2
     assert all((shared / d[:2] / d[2:4] / d).is_file() for d in digests), "every still in the shared store"
     assert not (tmp_path / "w1" / "images").exists() and not (tmp_path / "w2" / "images").exists()
+    # A worker host that does not see the shared store is refused before it fails every job.
+    for store, refused in ((None, True), (shared, False)):
+        extra = {"store": StoreSettings(path=store)} if store else {}
+        key = AuditSettings(key_file=api_dir / "keys" / "audit.key")
+        misconfigured = Storage.open(make_settings(tmp_path / "w3", database, settings.cache_dir, audit=key, **extra))
+        try:
+            if refused:
+                with pytest.raises(ConfigurationError, match="every host must see the one store"):
+                    misconfigured.check_store()
+            else:
+                misconfigured.check_store()
+        finally:
+            misconfigured.close()
+
     # The workers' hosts checkpointed their own commits (the searches) in their own files.
     theirs = [str(tmp_path / f"w{i}" / "keys" / "audit-checkpoints.jsonl") for i in (1, 2)]
     assert all(Path(path).stat().st_size > 0 for path in theirs)
