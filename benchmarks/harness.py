@@ -88,13 +88,15 @@ class Service:
         return [*self.rfr, "--data-dir", str(self.data_dir), *args]
 
     @contextmanager
-    def serve(self, log_path: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-        """``rfr serve`` on a free loopback port: yields its base URL and process, and stops it after.
+    def serve(
+        self, log_path: Path | None = None, options: Sequence[str] = ()
+    ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+        """``rfr serve [OPTIONS]`` on a free loopback port: yields its base URL and process, and stops it after.
 
         The server's output goes to ``log_path`` (discarded without one).
         """
         port = free_port()
-        cmd = self.command("serve", "--host", "127.0.0.1", "--port", str(port))
+        cmd = self.command("serve", "--host", "127.0.0.1", "--port", str(port), *options)
         with open(log_path or os.devnull, "wb") as fh:
             proc = subprocess.Popen(cmd, env=self.env, stdout=fh, stderr=subprocess.STDOUT)
             try:
@@ -177,7 +179,11 @@ class ApiClient:
         parts = [("files", (name, payload, mime)) for name, payload, mime in files]
         return self._check(self._client.post(path, files=parts, data=data or {}))
 
-    def wait_healthy(self, deadline_s: float, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    def post_file(self, path: str, field: str, file: UploadFile, data: dict[str, str] | None = None) -> Any:
+        """A multipart form of one file in ``field`` and text fields (e.g. ``POST /gallery/enrol``)."""
+        return self._check(self._client.post(path, files={field: file}, data=data or {}))
+
+    def wait_healthy(self, deadline_s: float, process: subprocess.Popen[Any]) -> dict[str, Any]:
         """``GET /health`` until it answers (``ApiError`` if ``process`` exits first or time runs out)."""
         import httpx
 

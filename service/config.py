@@ -174,6 +174,16 @@ class LinkingSettings(BaseModel):
     merge_threshold: float = Field(default=0.65, ge=-1.0, le=2.0, description="automatic merge of two groups")
 
 
+class StoreSettings(BaseModel):
+    """Where stills and clips are stored (service.db.image_store).
+
+    Unset, ``<data_dir>/images``: a folder of this host (``LocalImageStore``). Set, a folder every
+    host of a multi-host deployment mounts at this same path (``SharedImageStore``: per-host staging,
+    no host-local locks; README, "Multi-host deployment")."""
+
+    path: Path | None = Field(default=None, description="a shared folder for the images; default <data_dir>/images")
+
+
 class AuditSettings(BaseModel):
     """Where the audit trail's anchor lives, outside the database (service.services.audit_anchor).
 
@@ -208,6 +218,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     linking: LinkingSettings = Field(default_factory=LinkingSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     host: str = "127.0.0.1"
     port: int = 8700
 
@@ -217,7 +228,7 @@ class Settings(BaseSettings):
 
     @property
     def images_dir(self) -> Path:
-        return self.data_dir / "images"
+        return self.store.path or self.data_dir / "images"
 
     @property
     def audit_key_file(self) -> Path:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from service.config import Settings
 from service.db.engine import make_engine, migrate, session_factory
-from service.db.image_store import ImageStore
+from service.db.image_store import ImageStore, LocalImageStore, SharedImageStore
 from service.embeddings.packs import PackManifest, load_manifest
 
 if TYPE_CHECKING:
@@ -46,6 +46,20 @@ if TYPE_CHECKING:
     from service.services.video import ClipProcessor
     from service.services.worker import JobWorker
     from service.video.clips import ClipInfo
+
+
+def open_store(settings: Settings) -> ImageStore:
+    """The shared folder when ``RFR_STORE__PATH`` names one, else the data directory's own."""
+    if settings.store.path is not None:
+        return SharedImageStore(settings.store.path)
+    return LocalImageStore(settings.images_dir)
+
+
+def _names_stored_files(factory: sessionmaker[Session]) -> bool:
+    from service.db.queries import names_stored_files
+
+    with factory() as session:
+        return names_stored_files(session)
 
 
 class Storage:
@@ -80,13 +94,32 @@ class Storage:
         except BaseException:
             engine.dispose()
             raise
-        store = ImageStore(settings.images_dir)
-        store.sweep_incoming()  # uploads staged by a process that died mid-request
+        store = open_store(settings)
+        try:
+            store.ensure_ready(lambda: _names_stored_files(factory))
+        except BaseException:
+            engine.dispose()
+            raise
+        store.sweep_incoming()  # uploads staged by a process (of this host) that died mid-request
         return cls(settings, engine, factory, store, manifest)
 
     @property
     def pack_id(self) -> str:
         return self.manifest.id
+
+    def check_store(self) -> None:
+        """Refuse (``ConfigurationError``) an image store that lacks the newest files the database
+        names: a worker host whose ``RFR_STORE__PATH`` is unset or wrong would fail every job."""
+        from service.db.queries import newest_stored_digests
+        from service.errors import ConfigurationError
+
+        with self.factory() as session:
+            missing = [d for d in newest_stored_digests(session) if not self.store.exists(d)]
+        if missing:
+            raise ConfigurationError(
+                f"the image store {self.store.root} lacks the newest images the database names ({missing[0][:12]}...):"
+                " every host must see the one store (RFR_STORE__PATH)"
+            )
 
     @cached_property
     def decode_slots(self) -> threading.Semaphore:

@@ -2,7 +2,7 @@
 (``add_parser(sub)``) beside its commands; ``common`` holds what they share.
 
 Commands that need no model open the storage tier (``Storage.open``); only ``faces`` (the face
-pipeline alone), ``gallery import``, ``submit``, ``search`` and ``serve`` load the model and index,
+pipeline alone), ``gallery import``, ``submit``, ``search``, ``serve`` and ``worker`` load the model and index,
 and they import them when they run, so ``rfr users list`` imports neither onnxruntime nor faiss.
 """
 
@@ -15,13 +15,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from service.cli import audit, faces, gallery, linking, retention, review, serve, submissions, users
+from service.cli import audit, faces, gallery, linking, retention, review, serve, submissions, users, worker
 from service.errors import ServiceError
 
 __all__ = ["build_parser", "main"]
 
 # In the order ``rfr --help`` lists them.
-GROUPS = (faces, serve, gallery, submissions, users, audit, retention, review, linking)
+GROUPS = (faces, serve, worker, gallery, submissions, users, audit, retention, review, linking)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from service.cli.common import emit, open_storage, operator
@@ -14,6 +15,14 @@ def add_parser(sub: Any) -> None:
     audit_sub = audit_cmd.add_subparsers(dest="audit_command", required=True)
     verify = audit_sub.add_parser(
         "verify", help="check the hash chain, its MACs and checkpoints; exit 1 naming the problem"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="other hosts' checkpoint files (each rfr worker host's audit-checkpoints.jsonl), checked too",
     )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(func=cmd_audit)
@@ -27,7 +36,7 @@ def add_parser(sub: Any) -> None:
 def cmd_audit(args: argparse.Namespace) -> int:
     with open_storage(args) as storage:
         if args.audit_command == "verify":
-            result = storage.audit.verify()
+            result = storage.audit.verify(also=args.checkpoints)
             if args.json:
                 emit(result.to_dict())
             elif result.ok:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from service.cli.common import emit, image_files, open_runtime, open_storage, operator, progress, read_image
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance
 from service.errors import InvalidRequest, ServiceError
-from service.service_lock import ServiceLock
+from service.service_lock import queue_served
 
 if TYPE_CHECKING:
     from service.services.views import CandidateOut, FaceOut, PersonCandidateOut
@@ -123,7 +123,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                     )
                     rejected.append({"file": name, **exc.to_dict()})
                 bar.update(1)
-        if not ServiceLock(runtime.settings.data_dir).service_running():
+        if not queue_served(runtime.settings.data_dir):  # no service or worker here: process it now
             footage = submissions.get(actor, submission_id).progress.footage_s
             with (
                 progress(len(files) - len(rejected), "processing", args.quiet) as bar,

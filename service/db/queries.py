@@ -50,6 +50,19 @@ def digests_in_use(session: Session, digests: Iterable[str]) -> set[str]:
     return used
 
 
+def names_stored_files(session: Session) -> bool:
+    """Whether any row names a stored file (a probe image or a custody image)."""
+    return any(session.scalar(select(column).limit(1)) is not None for column in (ProbeImage.id, CustodyImage.id))
+
+
+def newest_stored_digests(session: Session) -> list[str]:
+    """The sha256 of the newest probe image that has a stored file (not one refused at upload) and of
+    the newest custody image: files every host's store must hold."""
+    probe = select(ProbeImage.sha256).where(ProbeImage.status != "failed").order_by(ProbeImage.id.desc()).limit(1)
+    custody = select(CustodyImage.sha256).order_by(CustodyImage.id.desc()).limit(1)
+    return [str(d) for d in (session.scalar(probe), session.scalar(custody)) if d]
+
+
 def rank_for_new_candidate(session: Session, face_id: int, score: float) -> tuple[int, list[int]]:
     """Make room for a candidate found after a probe face's list was made (a cold-case re-search, a
     group decision): its rank by score (after those scoring as much or more), the candidates below it

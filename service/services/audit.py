@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,10 +245,14 @@ class Verification:
         }
 
 
-def verify(factory: sessionmaker[Session], anchor: AuditAnchor | None = None) -> Verification:
-    """Walk the chain (and, when anchored, every MAC and checkpoint); name the first problem."""
+def verify(
+    factory: sessionmaker[Session], anchor: AuditAnchor | None = None, also: Sequence[Path] = ()
+) -> Verification:
+    """Walk the chain (and, when anchored, every MAC and checkpoint); name the first problem.
+
+    ``also``: other hosts' checkpoint files, checked with this one (``AuditAnchor.read``)."""
     anchor = anchor or anchor_of(factory)
-    log = anchor.read() if anchor is not None else None  # before the trail: checkpoints trail the commits
+    log = anchor.read(also) if anchor is not None else None  # before the trail: checkpoints trail the commits
     walk = _Walk(anchor, log)
     with read_session(factory) as session:
         for row in session.scalars(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=1000)):
@@ -443,8 +447,9 @@ class AuditTrail:
         with read_session(self.factory) as session:
             return sorted(session.scalars(select(AuditEvent.action).distinct()))
 
-    def verify(self) -> Verification:
-        return verify(self.factory)
+    def verify(self, also: Sequence[Path] = ()) -> Verification:
+        """The trail checked; ``also``: the checkpoint files of other hosts (``rfr worker`` hosts)."""
+        return verify(self.factory, also=also)
 
     def export(self, actor: Principal, recipient: str, fmt: str) -> Iterator[str]:
         """Record the export with its recipient, then the whole trail as JSON Lines or CSV."""

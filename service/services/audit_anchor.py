@@ -26,6 +26,7 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -181,29 +182,37 @@ class AuditAnchor:
         finally:
             os.close(fd)
 
-    def read(self) -> CheckpointLog:
-        """Every line checked against the key; the checkpoints sorted by seq (numpy: 40 bytes a line)."""
+    def read(self, also: Sequence[Path] = ()) -> CheckpointLog:
+        """Every line checked against the key; the checkpoints sorted by seq (numpy: 40 bytes a line).
+
+        ``also``: the checkpoint files of other hosts' processes on this trail (``rfr worker`` hosts,
+        each appending its own commits' checkpoints); their lines are checked and counted the same
+        way. Only this file's anchor line says from which event on MACs are required."""
         import numpy as np  # only verification needs it; commands that merely append do not load it
 
         seqs: list[int] = []
         digests = bytearray()
         anchored_from: int | None = None
         problem: tuple[Problem, int | None, str] | None = None
-        try:
-            handle = self.path.open("rb")
-        except FileNotFoundError:
-            missing = (Problem.ANCHOR_MISSING, None, f"the checkpoint file {self.path} is missing")
-            return CheckpointLog(None, np.zeros(0, np.int64), np.zeros((0, 32), np.uint8), missing)
-        with handle:
-            for number, raw in enumerate(handle, start=1):
-                line = self._check(raw, number)
-                if isinstance(line, tuple):
-                    problem = problem or line
-                    continue
-                if line["kind"] == "anchor" and anchored_from is None:
-                    anchored_from = int(line["from"])
-                seqs.append(int(line["seq"]))
-                digests += bytes.fromhex(line["hash"])
+        for path in (self.path, *also):
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                missing = (Problem.ANCHOR_MISSING, None, f"the checkpoint file {path} is missing")
+                if path == self.path:
+                    return CheckpointLog(None, np.zeros(0, np.int64), np.zeros((0, 32), np.uint8), missing)
+                problem = problem or missing
+                continue
+            with handle:
+                for number, raw in enumerate(handle, start=1):
+                    line = self._check(raw, number, path)
+                    if isinstance(line, tuple):
+                        problem = problem or line
+                        continue
+                    if line["kind"] == "anchor" and anchored_from is None and path == self.path:
+                        anchored_from = int(line["from"])
+                    seqs.append(int(line["seq"]))
+                    digests += bytes.fromhex(line["hash"])
         if anchored_from is None and problem is None:
             problem = (Problem.ANCHOR_MISSING, None, f"the checkpoint file {self.path} has no anchor line")
         seq_array = np.asarray(seqs, np.int64)
@@ -212,7 +221,8 @@ class AuditAnchor:
             anchored_from, seq_array[order], np.frombuffer(digests, np.uint8).reshape(-1, 32)[order], problem
         )
 
-    def _check(self, raw: bytes, number: int) -> dict[str, Any] | tuple[Problem, int | None, str]:
+    def _check(self, raw: bytes, number: int, path: Path) -> dict[str, Any] | tuple[Problem, int | None, str]:
+        where = f"checkpoint line {number}" + ("" if path == self.path else f" of {path}")
         try:
             line = json.loads(raw)
             body = {k: v for k, v in line.items() if k != "mac"}
@@ -222,14 +232,13 @@ class AuditAnchor:
             if body["kind"] == "anchor":
                 int(body["from"])
         except (ValueError, KeyError, TypeError, AttributeError):
-            return (Problem.CHECKPOINT_UNREADABLE, None, f"checkpoint line {number} is unreadable")
+            return (Problem.CHECKPOINT_UNREADABLE, None, f"{where} is unreadable")
         if body.get("key") != self.key.key_id:
             return (
                 Problem.CHECKPOINT_OTHER_KEY,
                 seq,
-                f"checkpoint line {number} was made with another key"
-                f" ({body.get('key')}; this key is {self.key.key_id})",
+                f"{where} was made with another key ({body.get('key')}; this key is {self.key.key_id})",
             )
         if not hmac.compare_digest(str(line.get("mac", "")), self.key.mac(_LINE_CONTEXT + canonical_json(body))):
-            return (Problem.CHECKPOINT_FORGED, seq, f"checkpoint line {number} fails its MAC (forged or altered)")
+            return (Problem.CHECKPOINT_FORGED, seq, f"{where} fails its MAC (forged or altered)")
         return dict(body)

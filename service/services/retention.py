@@ -57,6 +57,7 @@ class RetentionService:
         if not keep_days >= MIN_RETENTION_DAYS:  # also refuses NaN
             raise InvalidRequest(f"a purge keeps at least {MIN_RETENTION_DAYS} day of probes; {days!r} was asked")
         cutoff = (now or datetime.now(UTC)) - timedelta(days=keep_days)
+        started = time.time()  # a purged file stored again since (a new upload of its bytes) is kept
         stats = {
             "submissions": 0,
             "images_deleted": 0,
@@ -108,7 +109,7 @@ class RetentionService:
             )
         with self.factory() as session:
             used = digests_in_use(session, digests)
-        stats["files_deleted"] = sum(1 for d in sorted(set(digests) - used) if self.store.delete(d))
+        stats["files_deleted"] = sum(1 for d in sorted(set(digests) - used) if self.store.delete(d, started))
         stats["orphan_files_deleted"] = self.sweep_orphans()
         return PurgeResult(**stats)
 
@@ -116,11 +117,14 @@ class RetentionService:
         """Remove stored files no row names that are older than ``older_than_s``: an upload that died
         between storing its files and committing their rows (a younger file may be a live upload's)."""
         removed = 0
-        candidates = list(self.store.stored_before(time.time() - older_than_s))
+        cutoff = time.time() - older_than_s
+        candidates = list(self.store.stored_before(cutoff))
         with self.factory() as session:
             used = digests_in_use(session, candidates)
         for digest in candidates:
-            if digest not in used and self.store.delete(digest):
+            # Deleted only if still not written since it was listed: a new upload of the same bytes
+            # refreshes the file before its rows are committed.
+            if digest not in used and self.store.delete(digest, cutoff):
                 removed += 1
         if removed:
             log.warning("removed %d stored files that no record names (interrupted uploads)", removed)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import WorkerSettings
@@ -42,6 +43,15 @@ if TYPE_CHECKING:
     from service.services.persons import PersonBuilder
 
 log = logging.getLogger(__name__)
+
+# A store transaction PostgreSQL aborted to break a deadlock (or a serialization failure) is tried
+# again this many times in all: it rolled back whole, so trying again stores the batch exactly once.
+STORE_TRIES = 3
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _RETRYABLE_SQLSTATES
 
 
 def _now() -> datetime:
@@ -275,9 +285,34 @@ class JobWorker:
         return self.clips.analyse(job, self.name, self.settings.lease_seconds, on_segment=self.footage)
 
     def _store(self, outcomes: list[JobOutcome]) -> list[str]:
-        """Everything the batch produced, in one transaction that first re-checks each lease."""
+        """Everything the batch produced, in one transaction that first re-checks each lease (tried
+        again when the database aborted it to break a deadlock with another worker's)."""
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                statuses = self._store_once(outcomes)
+                break
+            except DBAPIError as exc:
+                if attempt == STORE_TRIES or not _retryable(exc):
+                    raise
+                log.warning("storing a batch was aborted (%s); trying again", getattr(exc.orig, "sqlstate", ""))
+        if self.persons is not None:  # an incident whose last still this batch finished
+            finished = [
+                o.ticket.image_id
+                for o, status in zip(outcomes, statuses, strict=True)
+                if status in ("done", "failed") and o.ticket.incident_reference
+            ]
+            self.persons.build_for_images(finished)
+        return statuses
+
+    def _store_once(self, outcomes: list[JobOutcome]) -> list[str]:
         statuses = []
         with self.factory() as session, session.begin():
+            if self.linker is not None and self.linker.enabled and any(o.done for o in outcomes):
+                # Linking an image's faces takes the linking lock; auditing takes the chain's. Every
+                # transaction takes the linking lock first (review does), or two workers storing at
+                # once deadlock: one audited an image and waits to link, the other linked and waits
+                # to audit.
+                self.linker.lock(session)
             mine = set(
                 session.scalars(
                     select(Job.id)
@@ -319,13 +354,6 @@ class JobWorker:
                     statuses.append("failed")
             if done:
                 self._store_done(session, done)
-        if self.persons is not None:  # an incident whose last still this batch finished
-            finished = [
-                o.ticket.image_id
-                for o, status in zip(outcomes, statuses, strict=True)
-                if status in ("done", "failed") and o.ticket.incident_reference
-            ]
-            self.persons.build_for_images(finished)
         return statuses
 
     def _store_done(self, session: Session, done: list[JobOutcome]) -> None:

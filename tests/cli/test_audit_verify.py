@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
+from service.config import AuditSettings
 from service.db.engine import make_engine, migrate, session_factory
 from service.db.models import AuditEvent, AuditHead
 from service.errors import ConfigurationError
@@ -24,14 +25,14 @@ from service.services import audit
 from tests.fixtures import OPERATOR, database_params, make_settings, reset_postgres
 
 
-def rfr_audit_verify(runtime: Storage) -> subprocess.CompletedProcess[str]:
+def rfr_audit_verify(runtime: Storage, *options: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "RFR_DATA_DIR": str(runtime.settings.data_dir),
         "RFR_DATABASE_URL": runtime.settings.resolved_database_url,
     }
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", "audit", "verify", "--json"],
+        [sys.executable, "-m", "service.cli", "audit", "verify", "--json", *options],
         capture_output=True,
         text=True,
         env=env,
@@ -149,9 +150,9 @@ def record(storage: Storage, events: int, per_commit: int = 3) -> None:
                 audit.append(session, OPERATOR, "test_event", "thing", n, n=n)
 
 
-def verdict(storage: Storage) -> dict[str, object]:
-    """``rfr audit verify --json`` in a process of its own: its JSON, checked against its exit code."""
-    done = rfr_audit_verify(storage)
+def verdict(storage: Storage, *options: str) -> dict[str, object]:
+    """``rfr audit verify --json [OPTIONS]`` in a process of its own: its JSON, checked against its exit code."""
+    done = rfr_audit_verify(storage, *options)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     result: dict[str, object] = json.loads(done.stdout)
     assert (done.returncode == 0) is result["ok"], result
@@ -330,6 +331,34 @@ def test_a_forged_or_missing_checkpoint_file_is_named(trail: Storage) -> None:
     checkpoints.unlink()
     result = verdict(trail)
     assert (result["kind"], result["ok"]) == ("anchor_missing", False)
+
+
+def test_other_hosts_checkpoint_files_vouch_for_their_commits(trail: Storage, tmp_path: Path) -> None:
+    """A worker host (a data directory of its own, the same key) checkpoints its commits in its own
+    file; a tail of its events cut (head rewound) passes the API host's file alone, not with the worker's."""
+    worker = Storage.open(
+        make_settings(
+            tmp_path / "worker-host",
+            trail.settings.resolved_database_url,
+            tmp_path / "cache",
+            audit=AuditSettings(key_file=trail.settings.audit_key_file),
+        )
+    )
+    try:
+        record(worker, 6)  # events 13-18, in two commits
+    finally:
+        worker.close()
+    theirs = str(worker.settings.audit_checkpoint_file)
+    assert theirs != str(trail.settings.audit_checkpoint_file)
+    assert verdict(trail, "--checkpoints", theirs) == {**verdict(trail), "events": 18, "checkpoint_seq": 18}
+    assert verdict(trail)["checkpoint_seq"] == 12, "the API host's file knows its own commits only"
+    sql(trail, "DELETE FROM audit_events WHERE seq > 14")
+    sql(trail, "UPDATE audit_head SET seq = 14, hash = :h", h=events_of(trail)[13].hash)
+    assert verdict(trail)["ok"] is True, "what the API host's checkpoints cannot see"
+    result = verdict(trail, "--checkpoints", theirs)
+    assert (result["kind"], result["first_bad_seq"], result["events"]) == ("truncated", 15, 14)
+    result = verdict(trail, "--checkpoints", str(tmp_path / "nowhere.jsonl"))
+    assert (result["kind"], result["ok"]) == ("anchor_missing", False), "a file named and missing is a problem"
 
 
 def test_the_key_file_is_private_and_required_once_used(trail: Storage, tmp_path: Path) -> None:

@@ -23,13 +23,20 @@ from tests.fixtures import OPERATOR, make_settings
 
 
 def rfr(
-    args: list[str], data_dir: Path, database: str, settings: Settings, stdin: int | None = None
+    args: list[str],
+    data_dir: Path,
+    database: str,
+    settings: Settings,
+    stdin: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
+    """``rfr ARGS`` in a subprocess on ``data_dir`` and ``database`` (``env``: more RFR_ settings)."""
     env = {
         **os.environ,
         "RFR_DATA_DIR": str(data_dir),
         "RFR_DATABASE_URL": database,
         "RFR_CACHE_DIR": str(settings.cache_dir),
+        **(env or {}),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "service.cli", *args],
@@ -42,9 +49,15 @@ def rfr(
 
 
 def run(
-    args: list[str], data_dir: Path, database: str, settings: Settings, stdin: str | None = None, expect: int = 0
+    args: list[str],
+    data_dir: Path,
+    database: str,
+    settings: Settings,
+    stdin: str | None = None,
+    expect: int = 0,
+    env: dict[str, str] | None = None,
 ) -> Any:
-    proc = rfr(args, data_dir, database, settings, stdin=subprocess.PIPE)
+    proc = rfr(args, data_dir, database, settings, stdin=subprocess.PIPE, env=env)
     out, err = proc.communicate(stdin, timeout=600)
     assert proc.returncode == expect, err
     return json.loads((out if expect == 0 else err).strip().splitlines()[-1])

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from service.db.models import AuditEvent, Candidate, Job, ProbeFace, ProbeImage
 from service.domain.roles import Principal, Role
 from service.runtime import Runtime
-from service.services.worker import JobWorker
+from service.services.worker import JobOutcome, JobWorker
 from tests.conftest import lfw_path
-from tests.fixtures import OPERATOR, submit_stills
+from tests.fixtures import NOT_ENROLLED, OPERATOR, submit_stills
 
 ANALYST = Principal(username="ana", role=Role.ANALYST, via="test")
 REVIEWER = Principal(username="rita", role=Role.REVIEWER, via="test")
@@ -137,3 +137,58 @@ def test_a_subject_deleted_during_a_batch_is_left_out_and_a_decision_on_it_survi
     submission_id, result = context.submission_id, context.face
     assert result.review.state == "confirmed" and not any(c.subject_id == again for c in result.candidates)
     assert runtime.review.report(ANALYST, submission_id).confirmed_matches == 1
+
+
+def test_a_batch_takes_the_linking_lock_before_the_audit_chain(runtime: Runtime) -> None:
+    """Two workers storing at once deadlocked on PostgreSQL (benchmarks/workers.py, a sprint's stills
+    sent twice): one had audited a matched still and waited to link the next, unmatched one; the other
+    had linked and waited to audit. The store now takes the linking lock first, as review does."""
+    ids = submit_stills(runtime, ANALYST, [("Colin_Powell", 6), (NOT_ENROLLED[0], 1)])  # matched, then unmatched
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(runtime.engine, "before_cursor_execute", seen)
+    try:
+        assert runtime.worker.run_until_empty() == 2
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", seen)
+    with runtime.factory() as session:
+        faces = session.scalars(select(ProbeFace).where(ProbeFace.probe_image_id == ids[1])).all()
+        assert any(not any(c.above_threshold for c in face.candidates) and face.usable for face in faces)
+    first = {
+        table: next(i for i, sql in enumerate(statements) if f"FROM {table}" in sql)
+        for table in ("linking_state", "audit_head")
+    }
+    assert first["linking_state"] < first["audit_head"], "the linking lock, then the chain's"
+
+
+def test_a_store_the_database_aborted_as_a_deadlock_is_tried_again_and_stored_once(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL rolls back the transaction it aborts: the batch is stored by trying again at once,
+    not left leased until its lease runs out."""
+    from sqlalchemy.exc import DBAPIError
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"
+
+    images = [("Hugo_Chavez", 7), ("Laura_Bush", 3)]
+    ids = submit_stills(runtime, ANALYST, images)
+    worker = runtime.worker
+    real, tries = worker._store_once, []
+
+    def deadlocked_once(outcomes: list[JobOutcome]) -> list[str]:
+        tries.append(len(outcomes))
+        if len(tries) == 1:
+            raise DBAPIError("SELECT ... FOR UPDATE", None, DeadlockDetected("deadlock detected"))
+        return real(outcomes)
+
+    monkeypatch.setattr(worker, "_store_once", deadlocked_once)
+    assert worker.run_until_empty() == 2
+    assert tries == [2, 2]
+    for image_id, (name, n) in zip(ids, images, strict=True):
+        expected = len(runtime.pipeline.analyse_bytes(lfw_path(name, n).read_bytes()).faces)
+        status, _, _, attempts, faces = image_state(runtime, image_id)
+        assert (status, attempts, faces) == ("done", 1, expected), "stored once, never re-leased"

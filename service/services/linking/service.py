@@ -43,6 +43,8 @@ class LinkingService:
         self.purge = PurgeHooks(self.held)
         # the worker's and review's hooks (inside their transactions), the gallery's after an enrolment
         self.link_new_faces = self.auto.link_new_faces
+        # the linking lock, for a transaction that may link after it audits (the lock precedes the chain's)
+        self.lock = self.held.lock
         self.review_decided = self.auto.review_decided
         self.template_enrolled = self.cold.template_enrolled
         # retention's hooks around the purge's deletes
