@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="serve the API and pages only; 'rfr worker' processes (on any host) process the queue",
     )
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, long_running=True)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

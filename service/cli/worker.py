@@ -27,7 +27,7 @@ def add_parser(sub: Any) -> None:
         "--until-empty", action="store_true", help="process what is queued, then exit (default: run until stopped)"
     )
     worker.add_argument("--json", action="store_true", help="print a JSON line when ready and when stopped")
-    worker.set_defaults(func=cmd_worker)
+    worker.set_defaults(func=cmd_worker, long_running=True)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
