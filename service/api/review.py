@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from service.api.deps import Allowed, RuntimeDep
 from service.api.errors import ERRORS
-from service.api.schemas import DecisionRequest, DisclosureRequest, Id
+from service.api.schemas import DecisionRequest, DisclosureRequest, Id, SearchAnywayRequest
 from service.domain.roles import Permission as P
 from service.domain.roles import Principal
 from service.services.views import (
@@ -18,6 +18,7 @@ from service.services.views import (
     PersonDecisionOut,
     QueueItem,
     SprintReport,
+    StoredSearch,
 )
 
 router = APIRouter(responses=ERRORS, tags=["review"])
@@ -32,6 +33,18 @@ def decide(rt: RuntimeDep, actor: Reviewer, face_id: Id, body: DecisionRequest) 
     return rt.review.decide(
         actor, face_id, body.action, body.outcome, body.candidate_id, body.note, body.expected_version
     )
+
+
+@router.post("/faces/{face_id}/search", response_model=StoredSearch)
+def search_anyway(
+    rt: RuntimeDep,
+    actor: Annotated[Principal, Allowed(P.OVERRIDE_THRESHOLD)],
+    face_id: Id,
+    body: SearchAnywayRequest,
+) -> StoredSearch:
+    """Search a face the quality gate held back ("search anyway", a confirmer's recorded override);
+    its candidates then enter the review queue. 409 if it has been searched."""
+    return rt.search.search_held_back_face(actor, face_id, body.reason)
 
 
 @router.post("/persons/{person_id}/decisions", response_model=PersonDecisionOut)

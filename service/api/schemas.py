@@ -102,6 +102,10 @@ class DecisionRequest(BaseModel):
     expected_version: Version | None = Field(default=None, description="the face's review version you decided on")
 
 
+class SearchAnywayRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="why the face is searched despite its quality")
+
+
 class DisclosureRequest(BaseModel):
     recipient: str = Field(min_length=1, max_length=500, description="who receives the disclosed leads")
     reason: str = Field(min_length=1, max_length=2000)

@@ -12,17 +12,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.engine import read_session
 from service.db.image_store import sha256_bytes
-from service.db.models import FaceTemplate, Subject
+from service.db.models import Candidate, FaceTemplate, ProbeFace, ProbeImage, Subject
 from service.db.queries import subject_scores
+from service.db.vectors import embedding_from_bytes
 from service.domain.faces import FaceRecord
 from service.domain.roles import Permission, Principal
-from service.domain.search import CandidateHit, FaceOutcome, require_case_and_purpose
+from service.domain.search import CandidateHit, FaceOutcome, require_case_and_purpose, without_subjects
 from service.embeddings.decode import DecodedStill
 from service.embeddings.pipeline import FacePipeline
-from service.errors import Forbidden, InvalidRequest, PackMismatch
+from service.errors import Conflict, Forbidden, InvalidRequest, NotFound, PackMismatch
 from service.services import audit
 from service.services.gallery import GalleryIndexHolder
-from service.services.views import FaceOut, SearchResult
+from service.services.submissions import visible_submission
+from service.services.views import FaceOut, SearchResult, StoredSearch
 
 
 class GallerySearcher:
@@ -248,3 +250,69 @@ class SearchService:
             height=still.height,
             faces=[FaceOut.model_validate(o.to_dict(i)) for i, o in enumerate(outcomes)],
         )
+
+    def search_held_back_face(self, actor: Principal, face_id: int, reason: str) -> StoredSearch:
+        """ "Search anyway": a stored face the quality gate held back, searched on a confirmer's override
+        with the reason recorded; its candidates are stored as the worker stores a searched face's.
+        (The person of an incident it belongs to keeps its fused candidates.)"""
+        if not actor.can(Permission.OVERRIDE_THRESHOLD):
+            raise Forbidden("searching a face the quality gate held back needs the confirmer role")
+        if not reason.strip():
+            raise InvalidRequest("say why this face is searched despite its quality: the override is recorded")
+        with read_session(self.factory) as session:
+            face = session.get(ProbeFace, face_id)
+            image = session.get(ProbeImage, face.probe_image_id) if face is not None else None
+            if face is None or image is None:
+                raise NotFound(f"probe face {face_id} not found")
+            visible_submission(session, actor, image.submission_id)
+            if face.searched:
+                raise Conflict(f"face {face_id} has been searched already")
+            if face.embedding is None:
+                raise InvalidRequest(f"face {face_id} has no embedding to search with")
+            query, pack = embedding_from_bytes(face.embedding)[None, :], face.pack_id
+        [hits] = self.searcher.search(query, pack)  # outside any transaction, as the worker searches
+        with self.factory() as session, session.begin():
+            face = session.get(ProbeFace, face_id, with_for_update=True)
+            if face is None:
+                raise NotFound(f"probe face {face_id} not found")
+            if face.searched:
+                raise Conflict(f"face {face_id} was searched by someone else meanwhile")
+            submission = visible_submission(session, actor, face.image.submission_id)
+            named = {hit.subject_id for hit in hits}
+            alive = set(session.scalars(select(Subject.id).where(Subject.id.in_(named)))) if named else set()
+            hits = without_subjects(hits, named - alive)  # a record deleted since the index search
+            session.add_all(
+                Candidate(
+                    probe_face_id=face_id,
+                    rank=hit.rank,
+                    score=hit.score,
+                    above_threshold=hit.above_threshold,
+                    subject_id=hit.subject_id,
+                    template_id=hit.template_id,
+                )
+                for hit in hits
+            )
+            face.searched, face.poor_face_override, face.threshold = True, True, self.searcher.threshold
+            audit.append(
+                session,
+                actor,
+                "search",
+                "probe_face",
+                face_id,
+                case_reference=submission.case_reference,
+                purpose=submission.purpose,
+                submission_id=submission.id,
+                pack=pack,
+                threshold=self.searcher.threshold,
+                faces_searched=1,
+                poor_face_override=True,
+                override_reason=reason.strip(),
+                quality_reasons=list(face.reasons),
+                candidates_returned=len(hits),
+                candidate_subject_ids=sorted(hit.subject_id for hit in hits),
+            )
+            return StoredSearch(
+                face_id=face_id,
+                candidates=len(hits),
+                above_threshold=sum(1 for hit in hits if hit.above_threshold),
+            )

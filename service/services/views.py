@@ -196,6 +196,14 @@ class SearchResult(BaseModel):
     notice: str = "Candidates are investigative leads for a trained reviewer, never identifications."
 
 
+class StoredSearch(BaseModel):
+    """A held-back face searched on override: how many candidates it has now."""
+
+    face_id: int
+    candidates: int
+    above_threshold: int
+
+
 class SubjectOut(BaseModel):
     id: int
     custody_reference: str

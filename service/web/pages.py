@@ -396,6 +396,15 @@ async def decide_page(request: Request, rt: RuntimeDep, principal: PagePrincipal
     return RedirectResponse(target, status_code=303)
 
 
+@router.post("/ui/review/faces/{face_id}/search-anyway")
+async def search_anyway_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, face_id: Id) -> Response:
+    """A held-back face searched on a confirmer's recorded override; back to its page with candidates."""
+    need(principal, "override_threshold")
+    form = await check_csrf(request)
+    await run_in_threadpool(rt.search.search_held_back_face, principal, face_id, _text(form, "reason"))
+    return RedirectResponse(f"/ui/review/faces/{face_id}", status_code=303)
+
+
 @router.get("/ui/review/persons/{person_id}", response_class=HTMLResponse)
 def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipal, person_id: Id) -> HTMLResponse:
     """A person of an incident: every member face beside the person's fused candidates, one decision."""

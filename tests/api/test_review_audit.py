@@ -31,7 +31,7 @@ from service.domain.faces import COMPARISON_SIZE
 from service.domain.roles import Principal, Role
 from service.errors import InvalidRequest
 from service.runtime import Runtime
-from tests.conftest import lfw_path
+from tests.conftest import far_too_small_still, lfw_path
 from tests.fixtures import OPERATOR, PASSWORD, USERS, auth
 
 
@@ -356,6 +356,7 @@ def endpoint_table() -> list[tuple[str, str, dict[str, Any], set[str]]]:
         ("POST", "/faces/{face_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/faces/{face_id}/decisions", {}, {R, C}),
         ("GET", "/faces/{face_id}", {}, READERS),
+        ("POST", "/faces/{face_id}/search", {"json": {"reason": ""}}, {C}),
         ("GET", "/persons/{person_id}", {}, READERS),
         ("POST", "/persons/{person_id}/decisions", {"json": {"action": "review", "outcome": "bogus"}}, {R, C}),
         ("GET", "/review/queue", {}, {R, C}),
@@ -655,3 +656,45 @@ def test_a_confirmation_on_the_pages_needs_the_comparison_of_the_chosen_candidat
     runtime.media.aligned_candidate(carl, top["id"])
     assert runtime.review.has_compared(carl, face["id"])
     assert runtime.review.decide(carl, face["id"], "confirm", require_comparison=True).state == "confirmed"
+
+
+def test_a_face_the_gate_held_back_is_searched_anyway_only_by_a_confirmer_with_a_reason(
+    client: TestClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    headers = auth(tokens, "ana")
+    sid = client.post(
+        "/submissions", json={"case_reference": "OP-TINY", "purpose": "retail theft"}, headers=headers
+    ).json()["id"]
+    tiny = far_too_small_still("Colin_Powell", 4)
+    sent = client.post(
+        f"/submissions/{sid}/images", files=[("files", ("tiny.png", tiny, "image/png"))], headers=headers
+    )
+    assert sent.status_code == 202
+    runtime.worker.run_until_empty()
+    [face] = [
+        f for i in client.get(f"/submissions/{sid}/results", headers=headers).json()["images"] for f in i["faces"]
+    ]
+    assert not face["searched"] and not face["candidates"] and "far_too_small" in face["quality"]["reasons"]
+    # The page says why it was not searched and offers "search anyway" to a confirmer only.
+    page = f"/ui/review/faces/{face['id']}"
+    as_cora = client.get(page, headers={"Cookie": f"rfr_session={tokens['cora']}"}).text
+    as_rita = client.get(page, headers={"Cookie": f"rfr_session={tokens['rita']}"}).text
+    assert "Not searched" in as_rita and 'id="search-anyway"' not in as_rita and 'id="btn-possible"' not in as_rita
+    assert 'id="search-anyway"' in as_cora
+    url = f"/faces/{face['id']}/search"
+    for user in ("ana", "rita", "audrey"):
+        assert client.post(url, json={"reason": "wanted"}, headers=auth(tokens, user)).status_code == 403, user
+    assert client.post(url, json={"reason": ""}, headers=auth(tokens, "cora")).status_code == 422
+    searched = client.post(url, json={"reason": "the only image of a violent offender"}, headers=auth(tokens, "cora"))
+    assert searched.status_code == 200, searched.text
+    assert searched.json()["candidates"] >= 1 and searched.json()["face_id"] == face["id"]
+    assert client.post(url, json={"reason": "again"}, headers=auth(tokens, "cora")).status_code == 409
+    after = client.get(f"/faces/{face['id']}", headers=auth(tokens, "rita")).json()["face"]
+    assert after["searched"] and after["poor_face_override"]
+    assert len(after["candidates"]) == searched.json()["candidates"]
+    assert [c["rank"] for c in after["candidates"]] == list(range(1, len(after["candidates"]) + 1))
+    events = client.get(
+        "/audit", params={"action": "search", "object_id": str(face["id"])}, headers=auth(tokens, "audrey")
+    ).json()
+    assert [e["details"]["override_reason"] for e in events] == ["the only image of a violent offender"]
+    assert events[0]["actor"] == "cora" and events[0]["details"]["poor_face_override"] is True
