@@ -89,6 +89,11 @@ def _jpeg(pixels: NDArray[np.uint8]) -> Media:
     return Media(encoded.tobytes(), "image/jpeg")
 
 
+def _template_of(session: Session, custody: CustodyImage) -> FaceTemplate | None:
+    """The template of a custody image's face (its box and landmarks)."""
+    return session.scalars(select(FaceTemplate).where(FaceTemplate.custody_image_id == custody.id).limit(1)).first()
+
+
 class MediaService:
     def __init__(
         self,
@@ -229,8 +234,7 @@ class MediaService:
             probe_face_id=candidate.probe_face_id,
             **({"aligned": True} if aligned else {}),
         )
-        own = session.scalars(select(FaceTemplate).where(FaceTemplate.custody_image_id == custody.id).limit(1)).first()
-        return custody, own
+        return custody, _template_of(session, custody)
 
     def _aligned(self, path: Path, box: list[float] | None, landmarks: list[list[float]] | None) -> Media:
         """The face in the image at ``path`` (box and landmarks in its own pixels) as a comparison crop."""
@@ -246,22 +250,38 @@ class MediaService:
     def person_candidate_image(self, actor: Principal, candidate_id: int) -> Media:
         """The front view of the subject a person's candidate names (the view is audited)."""
         with self.factory() as session, session.begin():
-            candidate = session.get(PersonCandidate, candidate_id)
-            if candidate is None:
-                raise NotFound(f"person candidate {candidate_id} not found")
-            custody = _front_view(session, candidate.subject_id)
-            if custody is None:
-                raise NotFound(f"person candidate {candidate_id} has no custody image")
-            audit.append(
-                session,
-                actor,
-                "candidate_image_viewed",
-                "person_candidate",
-                candidate_id,
-                subject_id=candidate.subject_id,
-                person_id=candidate.person_id,
-            )
+            custody, _ = self._person_candidate_custody(session, actor, candidate_id, aligned=False)
             return Media.of(self.store.get(custody.sha256))
+
+    def aligned_person_candidate(self, actor: Principal, candidate_id: int) -> Media:
+        """The face of a person's candidate's front view aligned for the comparison view, audited."""
+        with self.factory() as session, session.begin():
+            custody, template = self._person_candidate_custody(session, actor, candidate_id, aligned=True)
+            path = self.store.path_for(custody.sha256)
+            box = list(template.box) if template is not None and template.box else None
+            landmarks = list(template.landmarks) if template is not None and template.landmarks else None
+        return self._aligned(path, box, landmarks)
+
+    def _person_candidate_custody(
+        self, session: Session, actor: Principal, candidate_id: int, *, aligned: bool
+    ) -> tuple[CustodyImage, FaceTemplate | None]:
+        candidate = session.get(PersonCandidate, candidate_id)
+        if candidate is None:
+            raise NotFound(f"person candidate {candidate_id} not found")
+        custody = _front_view(session, candidate.subject_id)
+        if custody is None:
+            raise NotFound(f"person candidate {candidate_id} has no custody image")
+        audit.append(
+            session,
+            actor,
+            "candidate_image_viewed",
+            "person_candidate",
+            candidate_id,
+            subject_id=candidate.subject_id,
+            person_id=candidate.person_id,
+            **({"aligned": True} if aligned else {}),
+        )
+        return custody, _template_of(session, custody)
 
     def custody_image(self, actor: Principal, image_id: int) -> Media:
         with self.factory() as session, session.begin():

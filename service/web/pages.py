@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,7 +31,7 @@ from service.api.deps import SESSION_COOKIE, RuntimeDep, clear_session_cookie, s
 from service.api.media import clip_response, first_range, image_response
 from service.api.schemas import Id
 from service.api.security import NO_STORE, cookie_secure, csrf_for
-from service.domain.faces import COMPARISON_EYE_PX, COMPARISON_SIZE, eye_distance
+from service.domain.faces import COMPARISON_EYE_PX, eye_distance
 from service.domain.provenance import PROBE_FIELDS, ProbeProvenance, parse_when
 from service.domain.roles import Permission, Principal
 from service.domain.times import as_utc
@@ -38,7 +39,15 @@ from service.errors import Forbidden, InvalidRequest, NotFound, ServiceError, To
 from service.runtime import Runtime
 from service.services.audit import AuditFilter
 from service.services.submissions import Upload
-from service.services.views import DecisionHistoryItem, QueueItem, ReviewInfo
+from service.services.views import (
+    CandidateOut,
+    DecisionHistoryItem,
+    PersonCandidateOut,
+    ProbeImageResult,
+    QueueItem,
+    ReviewInfo,
+    StoredFaceOut,
+)
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -471,26 +480,102 @@ def compare_page(
     pan, an overlay and a flicker; the probe's native resolution; the candidate's record's every view."""
     need(principal, "review", "confirm")
     context = rt.submissions.face_in_context(principal, face_id)
-    face = context.face
-    at = next((i for i, c in enumerate(face.candidates) if c.id == candidate_id), None)
+    tab = state if state in QUEUE_TABS else "unreviewed"
+    return _compare(
+        request,
+        rt,
+        face_id=face_id,
+        image=context.image,
+        candidates=context.face.candidates,
+        candidate_id=candidate_id,
+        link=f"/ui/review/faces/{face_id}/compare/{{}}?state={tab}",
+        back=f"/ui/review/faces/{face_id}?state={tab}",
+        candidate_src="/ui/candidates/{}/aligned",
+    )
+
+
+@router.get("/ui/review/persons/{person_id}/compare/{candidate_id}", response_class=HTMLResponse)
+def compare_person_page(
+    request: Request,
+    rt: RuntimeDep,
+    principal: PagePrincipal,
+    person_id: Id,
+    candidate_id: Id,
+    face: Id | None = None,
+) -> HTMLResponse:
+    """A person's (or a track's) candidate beside one of its member faces — the one most like the
+    candidate unless another is chosen — with every member face a click away."""
+    need(principal, "review", "confirm")
+    context = rt.submissions.person_in_context(principal, person_id)
+    person = context.person
+    candidate = next((c for c in person.candidates if c.id == candidate_id), None)
+    if candidate is None:
+        raise NotFound(f"candidate {candidate_id} is not a candidate of person {person_id}")
+    members = [(image, f) for image in context.images for f in image.faces if f.id in person.faces]
+    shown = face if face in person.faces else candidate.best_face_id or person.faces[0]
+    image = next(image for image, f in members if f.id == shown)
+    return _compare(
+        request,
+        rt,
+        face_id=shown,
+        image=image,
+        candidates=person.candidates,
+        candidate_id=candidate_id,
+        link=f"/ui/review/persons/{person_id}/compare/{{}}?face={shown}",
+        back=f"/ui/review/persons/{person_id}",
+        candidate_src="/ui/person-candidates/{}/aligned",
+        members=members,
+        member_link=f"/ui/review/persons/{person_id}/compare/{candidate_id}?face={{}}",
+    )
+
+
+def _compare(
+    request: Request,
+    rt: Runtime,
+    *,
+    face_id: int,
+    image: ProbeImageResult,
+    candidates: Sequence[CandidateOut | PersonCandidateOut],
+    candidate_id: int,
+    link: str,
+    back: str,
+    candidate_src: str,
+    members: Sequence[tuple[ProbeImageResult, StoredFaceOut]] = (),
+    member_link: str = "",
+) -> HTMLResponse:
+    """The comparison page of one probe face (of ``image``) and one of ``candidates``; ``link``,
+    ``candidate_src`` and ``member_link`` are formatted with a candidate's or member face's id."""
+    at = next((i for i, c in enumerate(candidates) if c.id == candidate_id), None)
     if at is None:
-        raise NotFound(f"candidate {candidate_id} is not a candidate of face {face_id}")
-    candidate = face.candidates[at]
+        raise NotFound(f"candidate {candidate_id} is not one of this face's")
+    candidate = candidates[at]
+    face = next(f for f in image.faces if f.id == face_id)
     native = eye_distance(face.landmarks)
     return render(
         request,
         "compare.html",
-        context=context,
+        image=image,
         face=face,
         candidate=candidate,
+        candidate_src=candidate_src.format(candidate.id),
         record=rt.gallery.subject(candidate.subject_id),
-        previous=face.candidates[at - 1] if at > 0 else None,
-        following=face.candidates[at + 1] if at + 1 < len(face.candidates) else None,
+        previous=link.format(candidates[at - 1].id) if at > 0 else None,
+        following=link.format(candidates[at + 1].id) if at + 1 < len(candidates) else None,
+        neighbours=(candidates[at - 1] if at > 0 else None, candidates[at + 1] if at + 1 < len(candidates) else None),
+        back=f"{back}#candidate-{candidate.id}",
+        members=members,
+        member_link=member_link,
         native_eye_px=native,
         enlargement=COMPARISON_EYE_PX / native if native > 0 else None,
-        size=COMPARISON_SIZE,
-        state=state if state in QUEUE_TABS else "unreviewed",
+        threshold=face.threshold,
     )
+
+
+@router.get("/ui/person-candidates/{candidate_id}/aligned")
+def person_candidate_aligned(rt: RuntimeDep, principal: PagePrincipal, candidate_id: Id) -> Response:
+    """A person's candidate's custody face aligned for the comparison view, audited."""
+    need(principal, "review", "confirm")
+    return image_response(rt.media.aligned_person_candidate(principal, candidate_id))
 
 
 @router.get("/ui/faces/{face_id}/still")

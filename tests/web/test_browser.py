@@ -417,7 +417,24 @@ def test_a_person_of_an_incident_is_reviewed_as_one_in_the_browser(server: str, 
     assert page.locator("ol.member-faces li").count() == 2
     assert "Serena_Williams" in page.locator("li.cand").first.inner_text()
     shot(page, "13-review-person")
-    page.keyboard.press("j")  # nothing is chosen for the reviewer: take the first candidate
+    # The comparison of a person's candidate: one member face at a time, every member a click away.
+    with page.expect_navigation():
+        page.locator("a.compare-link").first.click()
+    page.wait_for_function(
+        "() => ['probe-aligned', 'candidate-aligned'].every(i => document.getElementById(i).naturalWidth === 448)"
+    )
+    members = page.locator("ol.member-strip li a")
+    assert members.count() == 2 and page.locator("ol.member-strip li.shown").count() == 1
+    shown = page.locator("ol.member-strip a[aria-current=true]").get_attribute("href")
+    other = next(h for h in members.evaluate_all("links => links.map(a => a.getAttribute('href'))") if h != shown)
+    with page.expect_navigation():
+        page.click(f"ol.member-strip a[href='{other}']")
+    assert page.locator("ol.member-strip a[aria-current=true]").get_attribute("href") == other
+    shot(page, "13b-compare-person")
+    with page.expect_navigation():
+        page.click("#back-to-decision")
+    assert page.url.split("#")[0] == person_url
+    assert page.locator("input[name=candidate_id]:checked").count() == 1, "back with the compared candidate chosen"
     with page.expect_navigation():
         page.keyboard.press("p")
     assert "awaiting confirmation" in page.locator("h1").inner_text()
