@@ -25,6 +25,8 @@ from service.services.views import (
 
 router = APIRouter(responses=ERRORS)
 
+Reader = Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)]
+
 
 @router.post("/submissions", response_model=SubmissionSummary, status_code=201, tags=["submissions"])
 def create_submission(
@@ -38,7 +40,7 @@ def create_submission(
 @router.get("/submissions", response_model=list[SubmissionSummary], tags=["submissions"])
 def list_submissions(
     rt: RuntimeDep,
-    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    actor: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Offset = 0,
 ) -> list[SubmissionSummary]:
@@ -128,7 +130,7 @@ def upload_images(
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail, tags=["submissions"])
 def get_submission(
     rt: RuntimeDep,
-    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    actor: Reader,
     submission_id: Id,
 ) -> SubmissionDetail:
     return rt.submissions.get(actor, submission_id)
@@ -137,7 +139,7 @@ def get_submission(
 @router.get("/submissions/{submission_id}/results", response_model=SubmissionResults, tags=["submissions"])
 def submission_results(
     rt: RuntimeDep,
-    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    actor: Reader,
     submission_id: Id,
 ) -> SubmissionResults:
     """Per image and face: quality, whether searched, and the top-k candidates with scores (audited view)."""
@@ -147,7 +149,7 @@ def submission_results(
 @router.get("/faces/{face_id}", response_model=FaceInContext, tags=["submissions"])
 def face_in_context(
     rt: RuntimeDep,
-    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    actor: Reader,
     face_id: Id,
 ) -> FaceInContext:
     """One probe face with its candidates and its still (every face on it): what a reviewer opens
@@ -158,7 +160,7 @@ def face_in_context(
 @router.get("/persons/{person_id}", response_model=PersonInContext, tags=["submissions"])
 def person_in_context(
     rt: RuntimeDep,
-    actor: Annotated[Principal, Allowed(P.READ_OWN_SUBMISSIONS, P.READ_ALL_SUBMISSIONS)],
+    actor: Reader,
     person_id: Id,
 ) -> PersonInContext:
     """One person of an incident (or a clip's track) with its fused candidates and the stills of its

@@ -203,11 +203,8 @@ class MediaService:
         """The face of a candidate's custody image aligned for the comparison view at the probe's scale
         (by its landmarks; by its box for a template enrolled before they were kept), audited."""
         with self.factory() as session, session.begin():
-            custody, template = self._candidate_custody(session, actor, candidate_id, aligned=True)
-            path = self.store.path_for(custody.sha256)
-            box = list(template.box) if template is not None and template.box else None
-            landmarks = list(template.landmarks) if template is not None and template.landmarks else None
-        return self._aligned(path, box, landmarks)
+            face = self._face_of(*self._candidate_custody(session, actor, candidate_id, aligned=True))
+        return self._aligned(*face)
 
     def _candidate_custody(
         self, session: Session, actor: Principal, candidate_id: int, *, aligned: bool
@@ -236,6 +233,14 @@ class MediaService:
         )
         return custody, _template_of(session, custody)
 
+    def _face_of(
+        self, custody: CustodyImage, template: FaceTemplate | None
+    ) -> tuple[Path, list[float] | None, list[list[float]] | None]:
+        """Where a custody image's face is: its file, and its template's box and landmarks (if kept)."""
+        box = list(template.box) if template is not None and template.box else None
+        landmarks = list(template.landmarks) if template is not None and template.landmarks else None
+        return self.store.path_for(custody.sha256), box, landmarks
+
     def _aligned(self, path: Path, box: list[float] | None, landmarks: list[list[float]] | None) -> Media:
         """The face in the image at ``path`` (box and landmarks in its own pixels) as a comparison crop."""
         from service.embeddings.align import comparison_crop  # only here: the storage tier never loads OpenCV
@@ -256,11 +261,8 @@ class MediaService:
     def aligned_person_candidate(self, actor: Principal, candidate_id: int) -> Media:
         """The face of a person's candidate's front view aligned for the comparison view, audited."""
         with self.factory() as session, session.begin():
-            custody, template = self._person_candidate_custody(session, actor, candidate_id, aligned=True)
-            path = self.store.path_for(custody.sha256)
-            box = list(template.box) if template is not None and template.box else None
-            landmarks = list(template.landmarks) if template is not None and template.landmarks else None
-        return self._aligned(path, box, landmarks)
+            face = self._face_of(*self._person_candidate_custody(session, actor, candidate_id, aligned=True))
+        return self._aligned(*face)
 
     def _person_candidate_custody(
         self, session: Session, actor: Principal, candidate_id: int, *, aligned: bool
