@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.config import IndexSettings
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import (
@@ -42,7 +43,7 @@ from service.domain.views import (
 from service.embeddings.pipeline import FacePipeline
 from service.embeddings.quality import LOW_QUALITY_SCORE, OFF_ANGLE
 from service.errors import InvalidRequest, NotFound, ServiceError
-from service.index import FaissGalleryIndex, open_or_rebuild
+from service.index import FaissGalleryIndex, build_index, chosen_factory, open_or_rebuild
 from service.services import audit
 from service.services.views import DeletedSubject, SubjectOut
 
@@ -109,17 +110,32 @@ class GalleryIndexHolder:
     the same transaction; a process whose index was built at another version reconciles before
     searching (adds the templates it lacks, removes those deleted), so a CLI import and a running
     service on the same data directory never disagree for long.
+
+    The index's type is ``settings`` (``RFR_INDEX__*``). When the gallery outgrows what an
+    approximate index was trained for, or a type that cannot delete in place holds too many removed
+    entries, a new index is built from the database on a background thread (searches go on against
+    the old one), verified, swapped in and reconciled with whatever changed meanwhile.
     """
 
-    def __init__(self, directory: Path, pack_id: str, dim: int, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        pack_id: str,
+        dim: int,
+        factory: sessionmaker[Session],
+        settings: IndexSettings | None = None,
+    ) -> None:
         self.directory = directory
         self.pack_id = pack_id
         self.dim = dim
         self.factory = factory
+        self.settings = settings or IndexSettings()
         self.lock = threading.RLock()
         self.version = -1
         self.index: FaissGalleryIndex
         self.open_status = ""
+        self.rebuilder: threading.Thread | None = None
+        self.rebuild_status = ""
 
     def _db_version(self, session: Session) -> int:
         return int(session.scalar(select(GalleryState.version).where(GalleryState.pack_id == self.pack_id)) or 0)
@@ -154,13 +170,34 @@ class GalleryIndexHolder:
                     vectors = np.stack([embedding_from_bytes(r[1]) for r in rows])
                     yield ids, vectors
 
+    def _sample(self, n: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Up to ``n`` of this pack's templates drawn uniformly at random (training, verification)."""
+        with read_session(self.factory) as session:
+            rows = session.execute(
+                select(FaceTemplate.id, FaceTemplate.embedding)
+                .where(FaceTemplate.pack_id == self.pack_id)
+                .order_by(func.random())
+                .limit(max(1, n))
+            ).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.stack([embedding_from_bytes(r[1]) for r in rows]) if rows else np.zeros((0, self.dim), np.float32)
+        return ids, vectors
+
     def open(self) -> str:
-        """Load the persisted index, or rebuild it from the database when missing, stale or corrupt."""
+        """Load the persisted index, or rebuild it from the database when missing, stale, corrupt or
+        of another type than configured."""
         with self.lock:
             with read_session(self.factory) as session:
                 version = self._db_version(session)
             self.index, self.open_status = open_or_rebuild(
-                self.directory, self.pack_id, self.dim, self._expected, lambda: self._embeddings()
+                self.directory,
+                self.pack_id,
+                self.dim,
+                self._expected,
+                lambda: self._embeddings(),
+                settings=self.settings,
+                sample=self._sample,
+                gallery_version=version,
             )
             self.version = version
             log.info("gallery index %s", self.open_status)
@@ -185,7 +222,8 @@ class GalleryIndexHolder:
                 self.index.add(ids, vectors)
             self.version = version
             if stale or missing:
-                self.index.save()
+                self.index.save(gallery_version=version)
+                self._upkeep()
 
     def applied(
         self,
@@ -205,7 +243,50 @@ class GalleryIndexHolder:
                 self.index.remove(remove)
             self.version = version
             if save:
-                self.index.save()
+                self.index.save(gallery_version=version)
+            self._upkeep()
+
+    def _upkeep(self) -> None:
+        """Start a background rebuild when the index asks for one (retrain, compaction, Flat outgrown)."""
+        if self.rebuilder is not None and self.rebuilder.is_alive():
+            return
+        count = self.index.count
+        reason = self.index.rebuild_reason(count)
+        wanted = chosen_factory(self.settings, self.dim, count)
+        if reason is None and wanted != self.index.factory:
+            reason = f"index_type: {count} templates are held in {wanted}, not {self.index.factory}"
+        if reason is None:
+            return
+        log.info("gallery index: rebuilding in the background (%s)", reason)
+        self.rebuilder = threading.Thread(
+            target=self._rebuild, args=(reason, wanted), name="gallery-index-rebuild", daemon=True
+        )
+        self.rebuilder.start()
+
+    def _rebuild(self, reason: str, factory: str) -> None:
+        try:
+            with read_session(self.factory) as session:
+                version = self._db_version(session)
+            fresh, verified = build_index(
+                self.directory,
+                self.pack_id,
+                self.dim,
+                self._expected,
+                lambda: self._embeddings(),
+                factory=factory,
+                settings=self.settings,
+                sample=self._sample,
+            )
+            with self.lock:
+                self.index = fresh
+                self.version = version
+                fresh.save(gallery_version=version)
+                self.refresh()  # whatever changed while it was built
+            self.rebuild_status = f"rebuilt: {reason}; {verified}"
+            log.info("gallery index %s", self.rebuild_status)
+        except Exception as exc:  # the old index goes on serving; the next change tries again
+            self.rebuild_status = f"rebuild failed: {reason}: {exc}"
+            log.exception("gallery index rebuild failed (%s)", reason)
 
     def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         self.refresh()
