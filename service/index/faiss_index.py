@@ -267,6 +267,11 @@ class FaissGalleryIndex:
     def check_pack(self, pack_id: str) -> None:
         ensure_pack(self._pack_id, pack_id)
 
+    def tune(self, tuning: IndexSettings) -> None:
+        """Search with ``tuning``'s parameters (nprobe, ef_search, refine_k_factor) from now on."""
+        with self._lock:
+            self._tuning = tuning
+
     def train_size(self, gallery_size: int) -> int:
         """How many sampled templates ``train`` wants for a gallery of ``gallery_size`` (0: none)."""
         if self.is_trained:
