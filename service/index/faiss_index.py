@@ -193,6 +193,7 @@ class FaissGalleryIndex:
         self._removed: IdArray = np.zeros(0, dtype=np.int64)
         self._keep: tuple[faiss.IDSelector, ...] = ()
         self._trained_count = 0
+        self._gallery_version = -1
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
 
@@ -242,6 +243,11 @@ class FaissGalleryIndex:
         """Entries removed but still stored (``mapped`` types; 0 for the others)."""
         with self._lock:
             return int(self._removed.size)
+
+    @property
+    def gallery_version(self) -> int:
+        """The database's gallery version this index was last saved (or loaded) at; -1 unknown."""
+        return self._gallery_version
 
     @property
     def trained_count(self) -> int:
@@ -564,6 +570,7 @@ class FaissGalleryIndex:
                 tmp.write_bytes(payload)
 
             write_atomically(directory / MANIFEST_FILE, write_manifest)
+            self._gallery_version = gallery_version
             return manifest
 
     @classmethod
@@ -611,6 +618,7 @@ class FaissGalleryIndex:
         raw = _check_loaded(raw, index._kind, index._index, path, dim)
         index._index = raw
         index._trained_count = manifest.trained_count
+        index._gallery_version = manifest.gallery_version
         index._resync_ids()
         ids = index._sorted_ids
         found_max = int(ids[-1]) if ids.size else -1

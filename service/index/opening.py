@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from service.config import IndexSettings
 from service.errors import ConfigurationError, IndexUnavailable
 from service.index.faiss_index import FLAT, FaissGalleryIndex, is_flat
-from service.index.gallery_index import as_ids
+from service.index.gallery_index import IdArray, as_ids
 from service.index.persistence import remove_stale_temporaries
 
 # () -> (template count, highest template id or None when there are none), for this pack.
@@ -32,12 +32,18 @@ ExpectedState = Callable[[], tuple[int, int | None]]
 EmbeddingBatches = Callable[[], Iterable[tuple[ArrayLike, ArrayLike]]]
 # n -> (ids, embeddings) of at most n templates of this pack drawn uniformly at random.
 GallerySample = Callable[[int], tuple[ArrayLike, ArrayLike]]
+# gallery version v -> (ids added since v and still stored, ids removed since v), or None when the
+# database's change log does not reach back to v.
+ChangesSince = Callable[[int], tuple[ArrayLike, ArrayLike] | None]
+# ids -> iterable of (ids, embeddings) batches of those of them still stored.
+EmbeddingsOf = Callable[[IdArray], Iterable[tuple[ArrayLike, ArrayLike]]]
 
 
 class IndexOpening(NamedTuple):
     """What ``open_or_rebuild`` did: ``gallery, status = open_or_rebuild(...)``.
 
-    ``status`` is ``"loaded"`` or ``"rebuilt: <error code>: <detail>"``, for the caller to log
+    ``status`` is ``"loaded"``, ``"loaded, reconciled ..."`` (the saved index brought up to date
+    from the change log) or ``"rebuilt: <error code>: <detail>"``, for the caller to log
     (it names counts, ids, types and paths, never personal data).
     """
 
@@ -46,7 +52,7 @@ class IndexOpening(NamedTuple):
 
     @property
     def rebuilt(self) -> bool:
-        return self.status != "loaded"
+        return not self.status.startswith("loaded")
 
     @property
     def reason(self) -> str | None:
@@ -87,6 +93,8 @@ def open_or_rebuild(
     settings: IndexSettings | None = None,
     sample: GallerySample | None = None,
     gallery_version: int = -1,
+    changes: ChangesSince | None = None,
+    embeddings_of: EmbeddingsOf | None = None,
 ) -> IndexOpening:
     """Load ``directory``'s index if it matches the database, otherwise rebuild and save it.
 
@@ -99,8 +107,13 @@ def open_or_rebuild(
     index that does not find enough sampled templates in their own top 10
     (``index_verification_failed``), rather than serving a gallery that differs from the
     database. Bad stored embeddings (wrong dimension, not normalised, repeated ids) propagate as
-    the typed errors ``add`` raises; nothing is skipped silently. ``gallery_version`` is recorded
-    in the manifest of a rebuilt index.
+    the typed errors ``add`` raises; nothing is skipped silently. ``gallery_version`` (the
+    database's, now) is recorded in the manifest of a saved index.
+
+    A saved index of the right type whose manifest names an older gallery version is brought up to
+    date without reading every template: ``changes(saved version)`` gives the ids added and removed
+    since, ``embeddings_of(ids)`` the added ones' embeddings; only if that leaves it disagreeing
+    with ``expected()`` (or the log does not reach back) is it rebuilt.
     """
     tuning = settings or IndexSettings()
     if directory.is_dir():
@@ -112,9 +125,27 @@ def open_or_rebuild(
     except IndexUnavailable as exc:
         reason = f"{exc.code}: {exc.message}"
     else:
-        upkeep = loaded.rebuild_reason(db_count)
-        if loaded.count == db_count and loaded.max_id == db_max and upkeep is None:
+        saved_version = loaded.gallery_version
+        current = saved_version == gallery_version or gallery_version < 0 or saved_version < 0
+        if current and loaded.count == db_count and loaded.max_id == db_max and loaded.rebuild_reason(db_count) is None:
             return IndexOpening(loaded, "loaded")
+        if not current and changes is not None and embeddings_of is not None:
+            reconciled = _reconcile(loaded, saved_version, changes, embeddings_of)
+            if (
+                reconciled is not None
+                and loaded.count == db_count
+                and loaded.max_id == db_max
+                and loaded.rebuild_reason(db_count) is None
+            ):
+                loaded.save(gallery_version=gallery_version)
+                since = f"from gallery version {saved_version} to {gallery_version}"
+                return IndexOpening(loaded, f"loaded, reconciled {since}: {reconciled}")
+        upkeep = loaded.rebuild_reason(db_count)
+        if upkeep is None and not current and loaded.count == db_count and loaded.max_id == db_max:
+            upkeep = (
+                f"index_stale: saved at gallery version {saved_version}, the database is at {gallery_version}, "
+                "and no change log reconciles the two"
+            )
         reason = upkeep or (
             f"index_stale: saved index holds {loaded.count} templates (max id {loaded.max_id}), "
             f"database {db_count} (max id {db_max})"
@@ -126,6 +157,21 @@ def open_or_rebuild(
     )
     index.save(gallery_version=gallery_version)
     return IndexOpening(index, f"rebuilt: {reason}; {verified}")
+
+
+def _reconcile(index: FaissGalleryIndex, since: int, changes: ChangesSince, embeddings_of: EmbeddingsOf) -> str | None:
+    """Apply the changes logged after version ``since``; ``None`` when the log does not reach back."""
+    delta = changes(since)
+    if delta is None:
+        return None
+    added, removed = as_ids(delta[0]), as_ids(delta[1])
+    dropped = index.remove(removed) if removed.size else 0
+    missing = added[~np.isin(added, index.ids())]
+    put = 0
+    for ids, vectors in embeddings_of(missing) if missing.size else ():
+        index.add(ids, vectors)
+        put += len(as_ids(ids))
+    return f"{put} templates added, {dropped} removed"
 
 
 def build_index(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import IndexSettings
@@ -20,6 +20,7 @@ from service.db.models import (
     Candidate,
     CustodyImage,
     FaceTemplate,
+    GalleryChange,
     GalleryState,
     PersonCandidate,
     ProbeFace,
@@ -183,6 +184,46 @@ class GalleryIndexHolder:
         vectors = np.stack([embedding_from_bytes(r[1]) for r in rows]) if rows else np.zeros((0, self.dim), np.float32)
         return ids, vectors
 
+    def _changes(self, since: int, until: int) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+        """The templates added (still there at ``until``) and every id removed after version ``since``
+        up to ``until``, from the change log; ``None`` when the log does not reach back to ``since``."""
+        with read_session(self.factory) as session:
+            logged_from = session.scalar(select(GalleryState.logged_from).where(GalleryState.pack_id == self.pack_id))
+            if logged_from is None:  # no change was ever made to this pack
+                return (np.zeros(0, np.int64), np.zeros(0, np.int64)) if since == 0 else None
+            if since < int(logged_from):
+                return None
+            rows = session.execute(
+                select(GalleryChange.template_id, GalleryChange.added)
+                .where(
+                    GalleryChange.pack_id == self.pack_id,
+                    GalleryChange.version > since,
+                    GalleryChange.version <= until,
+                )
+                .order_by(GalleryChange.version, GalleryChange.id)
+            ).all()
+        last: dict[int, bool] = {}
+        for template_id, added in rows:
+            last[int(template_id)] = bool(added)
+        removed = sorted({int(t) for t, added in rows if not added})
+        return np.array([t for t, a in last.items() if a], np.int64), np.array(removed, np.int64)
+
+    def _embeddings_of(self, ids: NDArray[np.int64]) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """The stored embeddings of ``ids`` (those that still exist), in batches."""
+        wanted = sorted({int(i) for i in ids})
+        with read_session(self.factory) as session:
+            for start in range(0, len(wanted), 1000):
+                rows = session.execute(
+                    select(FaceTemplate.id, FaceTemplate.embedding)
+                    .where(FaceTemplate.pack_id == self.pack_id, FaceTemplate.id.in_(wanted[start : start + 1000]))
+                    .order_by(FaceTemplate.id)
+                ).all()
+                if rows:
+                    yield (
+                        np.array([r[0] for r in rows], dtype=np.int64),
+                        np.stack([embedding_from_bytes(r[1]) for r in rows]),
+                    )
+
     def open(self) -> str:
         """Load the persisted index, or rebuild it from the database when missing, stale, corrupt or
         of another type than configured."""
@@ -198,30 +239,45 @@ class GalleryIndexHolder:
                 settings=self.settings,
                 sample=self._sample,
                 gallery_version=version,
+                changes=lambda since: self._changes(since, version),
+                embeddings_of=self._embeddings_of,
             )
             self.version = version
             log.info("gallery index %s", self.open_status)
             return self.open_status
 
     def refresh(self) -> None:
-        """Reconcile with the database if another process changed the gallery."""
+        """Reconcile with the database if another process changed the gallery: from the change log
+        since this index's version, or (when the log does not reach back) by comparing every id."""
         with self.lock:
             with read_session(self.factory) as session:
                 version = self._db_version(session)
-                if version == self.version:
-                    return
-                db_ids = {
-                    int(i) for i in session.scalars(select(FaceTemplate.id).where(FaceTemplate.pack_id == self.pack_id))
-                }
-            held = {int(i) for i in self.index.ids()}
-            stale = held - db_ids
-            missing = db_ids - held
-            if stale:
-                self.index.remove(np.array(sorted(stale), dtype=np.int64))
-            for ids, vectors in self._embeddings(only=missing) if missing else ():
-                self.index.add(ids, vectors)
+            if version == self.version:
+                return
+            delta = self._changes(self.version, version) if self.version >= 0 else None
+            if delta is not None:
+                added, removed = delta
+                changed = self.index.remove(removed) if removed.size else 0
+                missing = added[~np.isin(added, self.index.ids())]
+                for ids, vectors in self._embeddings_of(missing) if missing.size else ():
+                    self.index.add(ids, vectors)
+                    changed += ids.size
+            else:
+                with read_session(self.factory) as session:
+                    db_ids = {
+                        int(i)
+                        for i in session.scalars(select(FaceTemplate.id).where(FaceTemplate.pack_id == self.pack_id))
+                    }
+                held = {int(i) for i in self.index.ids()}
+                stale = held - db_ids
+                absent = db_ids - held
+                if stale:
+                    self.index.remove(np.array(sorted(stale), dtype=np.int64))
+                for ids, vectors in self._embeddings(only=absent) if absent else ():
+                    self.index.add(ids, vectors)
+                changed = len(stale) + len(absent)
             self.version = version
-            if stale or missing:
+            if changed:
                 self.index.save(gallery_version=version)
                 self._upkeep()
 
@@ -327,14 +383,22 @@ def refresh_fused_template(
     return removed, [(int(fused.id), fused_embedding)]
 
 
-def bump_version(session: Session, pack_id: str) -> int:
+def bump_version(session: Session, pack_id: str, *, added: Sequence[int] = (), removed: Sequence[int] = ()) -> int:
+    """Bump the pack's gallery version and log the templates this change added and removed."""
     state = session.get(GalleryState, pack_id, with_for_update=True)
     if state is None:
-        state = GalleryState(pack_id=pack_id, version=0)
+        state = GalleryState(pack_id=pack_id, version=0, logged_from=0)
         session.add(state)
     state.version = int(state.version) + 1
+    version = int(state.version)
+    changes = [{"template_id": int(t), "added": False} for t in removed]
+    changes += [{"template_id": int(t), "added": True} for t in added]
+    if changes:
+        session.execute(
+            insert(GalleryChange), [{"pack_id": pack_id, "version": version, **change} for change in changes]
+        )
     session.flush()
-    return int(state.version)
+    return version
 
 
 EnrolledHandler = Callable[[TemplateEnrolled], object]
@@ -460,7 +524,9 @@ class GalleryService:
             session.add(template)
             session.flush()
             removed, fused = refresh_fused_template(session, int(subject.id), choice.pack_id)
-            version = bump_version(session, choice.pack_id)
+            version = bump_version(
+                session, choice.pack_id, added=[int(template.id), *(i for i, _ in fused)], removed=removed
+            )
             subject_id, template_id = int(subject.id), int(template.id)
             audit.append(
                 session,
@@ -503,7 +569,7 @@ class GalleryService:
             session.execute(delete(FaceTemplate).where(FaceTemplate.subject_id == subject_id))
             session.execute(delete(CustodyImage).where(CustodyImage.subject_id == subject_id))
             session.execute(delete(Subject).where(Subject.id == subject_id))
-            version = bump_version(session, self.holder.pack_id)
+            version = bump_version(session, self.holder.pack_id, removed=template_ids)
             audit.append(
                 session,
                 actor,
@@ -541,7 +607,7 @@ class GalleryService:
 
     def save_index(self) -> None:
         with self.holder.lock:
-            self.holder.index.save()
+            self.holder.index.save(gallery_version=self.holder.version)
 
     def subjects(self, custody_reference: str | None = None, limit: int = 100, offset: int = 0) -> list[SubjectOut]:
         """Gallery records with their provenance and counts, in id order."""

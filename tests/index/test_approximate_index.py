@@ -103,11 +103,11 @@ class Database:
 
 
 def opened(
-    directory: Path, db: Database, settings: IndexSettings = TUNING, factory: str | None = None
+    directory: Path, db: Database, settings: IndexSettings = TUNING, factory: str | None = None, version: int = 7
 ) -> tuple[FaissGalleryIndex, str]:
     tuning = settings if factory is None else settings.model_copy(update={"factory": factory})
     return open_or_rebuild(
-        directory, PACK, 128, db.expected, db.embeddings, settings=tuning, sample=db.sample, gallery_version=7
+        directory, PACK, 128, db.expected, db.embeddings, settings=tuning, sample=db.sample, gallery_version=version
     )
 
 
@@ -151,7 +151,7 @@ def test_removal_by_template_id_survives_a_restart(factory: str, faces: Faces, t
     manifest = index.save(gallery_version=8)
     assert manifest.removed == (10 if index.kind == "mapped" else 0)
 
-    again, status = opened(tmp_path, db, factory=factory)
+    again, status = opened(tmp_path, db, factory=factory, version=8)
     assert status == "loaded", status
     assert np.array_equal(again.search(faces.probes, 50)[1], found), "the reloaded index answers the same"
     again.add(gone[:1], faces.vectors[:1])  # a template id may come back (a re-enrolment under its old id)
@@ -253,3 +253,60 @@ def test_an_untrained_index_refuses_templates(faces: Faces) -> None:
     with pytest.raises(IndexUnavailable) as refused:
         index.add(faces.ids[:5], faces.vectors[:5])
     assert refused.value.code == "index_untrained" and index.count == 0
+
+
+@pytest.mark.parametrize("factory", [FLAT, "IVF16,SQ8", "HNSW16,SQ8"])
+def test_a_saved_index_is_brought_up_to_date_from_the_change_log_without_reading_every_template(
+    factory: str, faces: Faces, tmp_path: Path
+) -> None:
+    db = Database(faces.ids[:3000], faces.vectors[:3000])
+    saved, _ = opened(tmp_path, db, factory=factory)  # saved at gallery version 7
+    assert saved.gallery_version == 7
+    gone = np.array([1, 2, 3, 2500], dtype=np.int64)
+    db.delete(gone)
+    db.ids = np.concatenate([db.ids, faces.ids[3000:3100]])
+    db.vectors = np.concatenate([db.vectors, faces.vectors[3000:3100]])
+    log = {7: (faces.ids[3000:3100], gone)}  # what the database logged after version 7
+    asked: list[NDArray[np.int64]] = []
+
+    def embeddings_of(ids: NDArray[np.int64]) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        asked.append(ids)
+        rows = np.isin(db.ids, ids)
+        yield db.ids[rows], db.vectors[rows]
+
+    read_before = db.batches_read
+    index, status = open_or_rebuild(
+        tmp_path,
+        PACK,
+        128,
+        db.expected,
+        db.embeddings,
+        settings=TUNING.model_copy(update={"factory": factory}),
+        sample=db.sample,
+        gallery_version=9,
+        changes=log.get,
+        embeddings_of=embeddings_of,
+    )
+    assert status == "loaded, reconciled from gallery version 7 to 9: 100 templates added, 4 removed", status
+    assert db.batches_read == read_before, "no template was read but the 100 added"
+    assert [a.size for a in asked] == [100]
+    assert np.array_equal(index.ids(), np.sort(db.ids)) and read_manifest(tmp_path).gallery_version == 9
+    _, found = index.search(faces.probes, 50)
+    assert not np.isin(found, gone).any()
+
+    # A log that does not reach back to the saved version: the index is rebuilt from every template.
+    db.delete(np.array([4], dtype=np.int64))
+    _, status = open_or_rebuild(
+        tmp_path,
+        PACK,
+        128,
+        db.expected,
+        db.embeddings,
+        settings=TUNING.model_copy(update={"factory": factory}),
+        sample=db.sample,
+        gallery_version=10,
+        changes=lambda since: None,
+        embeddings_of=embeddings_of,
+    )
+    assert status.startswith("rebuilt: index_stale"), status
+    assert db.batches_read > read_before

@@ -158,3 +158,32 @@ def test_a_new_index_factory_is_rebuilt_from_the_database_verified_and_kept_in_s
     assert exact.holder.open_status.startswith("rebuilt: index_stale: saved index is HNSW16,SQ8, configured Flat")
     assert top_lists(exact, queries) == expected
     exact.close()
+
+
+def test_a_restart_reconciles_the_saved_index_from_the_change_log(
+    runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline
+) -> None:
+    runtime.holder.refresh()  # other tests' runtimes changed the gallery since this one last searched
+    runtime.gallery.save_index()
+    saved_at = runtime.holder.version
+    other = restart(runtime, database, data_dir, settings, pipeline)
+    assert other.holder.open_status == "loaded", other.holder.open_status
+    enrolled = other.gallery.enrol(
+        OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 1).read_bytes(), "nw1.jpg", save_index=False
+    )
+    assert enrolled.status == "enrolled"
+    added = other.gallery.enrol(
+        OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 2).read_bytes(), "nw2.jpg", save_index=False
+    )
+    assert added.status == "enrolled"  # a second view: a fused template too
+    other.close()  # the index on disk is still the one saved at saved_at
+
+    again = restart(runtime, database, data_dir, settings, pipeline)
+    status = again.holder.open_status
+    assert status.startswith(f"loaded, reconciled from gallery version {saved_at} to {saved_at + 2}:"), status
+    assert status.endswith("3 templates added, 0 removed"), status  # two views and their fused template
+    probe = main_face(pipeline.analyse_bytes(lfw_path("Naomi_Watts", 3).read_bytes()).faces).embedding[None, :]
+    assert top_lists(again, probe)[0][0][0] == "Naomi_Watts"
+    again.gallery.delete_subject(OPERATOR, int(enrolled.subject_id or 0), "test")
+    assert "Naomi_Watts" not in [name for name, _ in top_lists(runtime, probe)[0]], "seen by the other process"
+    again.close()
