@@ -322,10 +322,10 @@ class FaissGalleryIndex:
             removed = int(self._removed.size)
         size = held if gallery_size is None else gallery_size
         growth = self._tuning.retrain_growth
-        if self.inverted_lists and self._trained_count and size > growth * self._trained_count:
+        if self._trained_count and size > growth * self._trained_count:
             return (
                 f"index_retrain: {size} templates, {size / self._trained_count:.1f} times the "
-                f"{self._trained_count} the quantiser was trained for (retrain past {growth:g}x)"
+                f"{self._trained_count} its quantiser was trained for (retrain past {growth:g}x)"
             )
         if removed and removed > self._tuning.compact_fraction * (held + removed):
             return f"index_compact: {removed} of {held + removed} stored entries are removed templates"

@@ -64,14 +64,21 @@ def _expected(expected: ExpectedState) -> tuple[int, int]:
     return int(count), -1 if max_id is None else int(max_id)
 
 
+# A scalar or product quantiser without inverted lists is trained on at least this many templates.
+SMALLEST_TRAINED_GALLERY = 1000
+
+
 @functools.lru_cache(maxsize=32)
 def smallest_gallery(factory: str, dim: int) -> int:
     """The fewest templates ``factory`` can be trained on well: 39 per inverted list (faiss's own
-    floor for k-means), 1 for types without a coarse quantiser. Raises ``ConfigurationError``
-    for a type the gallery refuses."""
+    floor for k-means), ``SMALLEST_TRAINED_GALLERY`` for other trained codes (a scalar quantiser's
+    ranges), 1 for a type that needs no training. Raises ``ConfigurationError`` for a type the
+    gallery refuses."""
     probe = FaissGalleryIndex("factory-check", dim, factory=factory)
     lists = probe.inverted_lists
-    return 39 * lists if lists else 1
+    if lists:
+        return 39 * lists
+    return 1 if probe.is_trained else SMALLEST_TRAINED_GALLERY
 
 
 def chosen_factory(settings: IndexSettings, dim: int, gallery_size: int) -> str:

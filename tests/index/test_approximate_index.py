@@ -180,6 +180,11 @@ def test_a_gallery_too_small_for_its_type_stays_exact(faces: Faces, tmp_path: Pa
     # Below 39 per inverted list faiss cannot place the lists: Flat, whatever flat_below says.
     assert chosen_factory(settings.model_copy(update={"flat_below": 0}), 128, 600) == FLAT
     assert chosen_factory(settings.model_copy(update={"flat_below": 0}), 128, 624) == "IVF16,SQ8"
+    # A scalar quantiser's ranges are learnt from at least 1,000 templates; a plain graph needs none.
+    graph = settings.model_copy(update={"factory": "HNSW16,SQ8", "flat_below": 0})
+    assert chosen_factory(graph, 128, 999) == FLAT and chosen_factory(graph, 128, 1000) == "HNSW16,SQ8"
+    assert chosen_factory(graph.model_copy(update={"factory": "HNSW16"}), 128, 0) == FLAT
+    assert chosen_factory(graph.model_copy(update={"factory": "HNSW16"}), 128, 1) == "HNSW16"
 
 
 def test_a_grown_gallery_is_retrained(faces: Faces, tmp_path: Path) -> None:
