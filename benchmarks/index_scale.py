@@ -51,7 +51,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.common import default_out, peak_rss_mib, stamp, write_json
+from benchmarks.common import default_out, git_commit, git_dirty, peak_rss_mib, stamp, write_json
 from benchmarks.index_recall import markdown as recall_markdown
 from benchmarks.index_recall import parse_factories, run_recall
 from benchmarks.index_recall import plot as plot_recall
@@ -411,6 +411,8 @@ def log(message: str) -> None:
 def main_recall(args: argparse.Namespace) -> int:
     out = args.out or default_out("index_scale_approximate")
     load_before = os.getloadavg()
+    # The code that runs is the code at the start; the stamp's commit is taken at each write.
+    started_at = {"commit": git_commit(), "dirty": git_dirty()}
 
     def save(result: dict[str, Any]) -> None:
         payload = stamp(
@@ -433,6 +435,7 @@ def main_recall(args: argparse.Namespace) -> int:
                 "recall_probes": args.recall_probes,
                 "threshold": args.threshold,
             },
+            started_at=started_at,
             load_average_before=[round(v, 2) for v in load_before],
             load_average_now=[round(v, 2) for v in os.getloadavg()],
             **result,
