@@ -19,6 +19,13 @@ Run from the project root::
     python -m benchmarks.index_scale --sizes 10000 --threads 1   # a quick look
     python -m benchmarks.index_scale --contend 1 --out benchmarks/results/index_scale_contended.json
 
+With ``--factories`` it measures compressed, approximate types instead, on real LFW embeddings
+among Gaussian distractors, against exact search (``benchmarks/index_recall.py``; issue 15)::
+
+    nice -n 10 python -m benchmarks.index_scale --sizes 1000000,5000000 \
+        --factories "Flat@5000000;IVF4096_HNSW32,SQ8;IVF4096_HNSW32,PQ32x4fs,Refine(SQ8)" \
+        --out benchmarks/results/index_scale_approximate.json
+
 ``--contend 1`` keeps one core busy throughout (as the embedding worker does during a sprint);
 multi-threaded faiss suffers most from that. The load average before and after is recorded:
 timings from a machine that other jobs share are not comparable.
@@ -44,7 +51,10 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.common import default_out, peak_rss_mib, stamp, write_json
+from benchmarks.common import default_out, git_commit, git_dirty, peak_rss_mib, stamp, write_json
+from benchmarks.index_recall import markdown as recall_markdown
+from benchmarks.index_recall import parse_factories, run_recall
+from benchmarks.index_recall import plot as plot_recall
 from service.durable_files import sha256_file
 from service.index import FaissGalleryIndex, configure_faiss_runtime
 from service.index.persistence import INDEX_FILE
@@ -374,12 +384,78 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-save-load", action="store_true")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the save/load test writes")
-    parser.add_argument("--out", type=Path, default=default_out("index_scale"))
+    parser.add_argument("--out", type=Path, default=None, help="default index_scale(_approximate).json")
+    approximate = parser.add_argument_group("approximate types (benchmarks/index_recall.py)")
+    approximate.add_argument(
+        "--factories",
+        type=parse_factories,
+        default=None,
+        help='index_factory strings separated by ";", each with an optional "@largest size"',
+    )
+    approximate.add_argument("--nprobe", type=_int_list, default=[16, 32, 64], help="nprobe values swept (IVF)")
+    approximate.add_argument("--ef", type=_int_list, default=[64, 128, 256], help="efSearch values swept (HNSW)")
+    approximate.add_argument("--k-factor", type=float, default=4.0, help="refine step's candidates per result")
+    approximate.add_argument("--train-sample", type=int, default=0, help="0: the service's default")
+    approximate.add_argument("--build-threads", type=int, default=2, help="OpenMP threads to train and add")
+    approximate.add_argument("--recall-probes", type=int, default=0, help="LFW probes scored (0: all 1,680)")
+    approximate.add_argument(
+        "--threshold", type=float, default=0.477, help="score a hit must reach to count in 'recall >= threshold'"
+    )
     return parser
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def main_recall(args: argparse.Namespace) -> int:
+    out = args.out or default_out("index_scale_approximate")
+    load_before = os.getloadavg()
+    # The code that runs is the code at the start; the stamp's commit is taken at each write.
+    started_at = {"commit": git_commit(), "dirty": git_dirty()}
+
+    def save(result: dict[str, Any]) -> None:
+        payload = stamp(
+            f"yunet_sface (dim {result.get('dim', 128)})",
+            benchmark="index_scale_approximate",
+            faiss_version=faiss.__version__,
+            params={
+                "sizes": args.sizes,
+                "factories": [f"{f}@{limit}" if limit else f for f, limit in args.factories],
+                "nprobe": args.nprobe,
+                "ef": args.ef,
+                "k_factor": args.k_factor,
+                "train_sample": args.train_sample,
+                "build_threads": args.build_threads,
+                "search_threads": 1,
+                "single_probes": args.single_probes,
+                "batch": args.batch,
+                "batch_repeats": args.batch_repeats,
+                "seed": args.seed,
+                "recall_probes": args.recall_probes,
+                "threshold": args.threshold,
+            },
+            started_at=started_at,
+            load_average_before=[round(v, 2) for v in load_before],
+            load_average_now=[round(v, 2) for v in os.getloadavg()],
+            **result,
+        )
+        write_json(out, payload)
+
+    result = run_recall(args, log, save)
+    save(result)
+    print()
+    print(recall_markdown(result, args.batch))
+    png = plot_recall(result, out.with_suffix(".png"), args.batch)
+    print(f"\nwrote {out}" + (f" and {png}" if png else ""))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.factories:
+        return main_recall(args)
+    args.out = args.out or default_out("index_scale")
     bad = set(args.blas) - {"service", "faiss_default"}
     if bad:
         raise SystemExit(f"unknown --blas value(s): {sorted(bad)}")

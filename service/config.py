@@ -137,6 +137,36 @@ class PersonSettings(BaseModel):
     )
 
 
+class IndexSettings(BaseModel):
+    """The gallery index (service.index): its FAISS type, search parameters, training and upkeep.
+
+    ``factory`` is a FAISS ``index_factory`` string over inner product: ``Flat`` (exact, the
+    default), an inverted file (``IVF65536,SQ8``, ``IVF16384_HNSW32,PQ32x4fs``, optionally with a
+    refine step such as ``IVF16384_HNSW32,PQ32x4fs,Refine(SQ8)``) or a graph (``HNSW32,SQ8``).
+    Below ``flat_below`` templates the gallery stays exact whatever ``factory`` says. Changing any of
+    these takes effect at the next start: the saved index is rebuilt from the database and verified.
+    """
+
+    factory: str = Field(default="Flat", min_length=1, max_length=200, description="FAISS index_factory string")
+    # Below this many templates an exact flat index is kept whatever ``factory`` says: it needs no
+    # training, and a flat probe is under the latency target there (benchmarks/index_scale.py).
+    flat_below: int = Field(default=1_000_000, ge=0)
+    nprobe: int = Field(default=64, ge=1, le=65536, description="inverted lists visited per probe (IVF)")
+    ef_search: int = Field(default=128, ge=1, le=65536, description="HNSW search breadth (graph or coarse quantiser)")
+    refine_k_factor: float = Field(default=4.0, ge=1.0, le=100.0, description="candidates re-scored per result")
+    # Training sample (IVF, SQ, PQ): 0 picks max(64 per inverted list, 65,536), at most the gallery.
+    train_sample: int = Field(default=0, ge=0)
+    train_iterations: int = Field(default=10, ge=1, le=100, description="k-means iterations of the coarse quantiser")
+    # Retrain (rebuild from the database) once the gallery is this many times what it was trained on.
+    retrain_growth: float = Field(default=4.0, gt=1.0)
+    # Compact (rebuild) a type that cannot delete in place once this fraction of its entries is removed.
+    compact_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    # After a rebuild, this many sampled templates are searched for themselves; at least
+    # ``verify_min_recall`` of them must come back in their own top 10, or the index is refused.
+    verify_sample: int = Field(default=1000, ge=0)
+    verify_min_recall: float = Field(default=0.95, ge=0.0, le=1.0)
+
+
 class WorkerSettings(BaseModel):
     enabled: bool = True
     lease_seconds: float = Field(default=120.0, gt=0)
@@ -212,6 +242,7 @@ class Settings(BaseSettings):
     images: ImageSettings = Field(default_factory=ImageSettings)
     video: VideoSettings = Field(default_factory=VideoSettings)
     search: SearchSettings = Field(default_factory=SearchSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
     persons: PersonSettings = Field(default_factory=PersonSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)

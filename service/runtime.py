@@ -221,7 +221,7 @@ class Runtime(Storage):
         runtime.pipeline = pipeline or FacePipeline(settings, runtime.manifest)
         configure_faiss_runtime(dim=runtime.manifest.embedding_dim)
         runtime.holder = GalleryIndexHolder(
-            settings.index_dir, runtime.pack_id, runtime.manifest.embedding_dim, runtime.factory
+            settings.index_dir, runtime.pack_id, runtime.manifest.embedding_dim, runtime.factory, settings.index
         )
         runtime.holder.open()
         return runtime

@@ -69,6 +69,24 @@ class GalleryState(Base):
     __tablename__ = "gallery_state"
     pack_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Every change after this version is in gallery_changes (earlier ones predate the log).
+    logged_from: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class GalleryChange(Base):
+    """One template added to or removed from a pack's gallery, at the gallery version that did it.
+
+    A process holding an index saved at version v reconciles by reading the changes after v (the
+    templates added, and the ids removed) instead of every template (service.services.gallery).
+    """
+
+    __tablename__ = "gallery_changes"
+    __table_args__ = (Index("ix_gallery_changes_pack_version", "pack_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pack_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger)
+    template_id: Mapped[int] = mapped_column(Integer)  # no foreign key: a removed template is gone
+    added: Mapped[bool] = mapped_column(Boolean)
 
 
 class Subject(Base):

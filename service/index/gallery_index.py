@@ -1,7 +1,8 @@
 """The gallery index contract, and the checks every array passes at its border.
 
 A gallery index maps template ids (the database's primary keys, int64 >= 0) to L2-normalised
-float32 embeddings of one model pack, and answers exact top-k inner-product (= cosine) searches.
+float32 embeddings of one model pack, and answers top-k inner-product (= cosine) searches: exact for
+the flat index, approximate for the compressed types (``service.index.faiss_index``).
 
 Pack discipline: an index is constructed for exactly one pack (``pack_id``, ``dim``) and holds
 nothing else. ``check_pack(pack_id)`` raises ``PackMismatch`` for any other pack; ``add`` and
@@ -37,7 +38,7 @@ PAD_ID = -1
 
 @runtime_checkable
 class GalleryIndex(Protocol):
-    """Exact top-k cosine search over one pack's gallery templates, keyed by template id."""
+    """Top-k cosine search over one pack's gallery templates, keyed by template id."""
 
     @property
     def pack_id(self) -> str: ...

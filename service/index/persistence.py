@@ -20,8 +20,10 @@ from service.errors import IndexUnavailable
 
 INDEX_FILE = "index.faiss"
 MANIFEST_FILE = "manifest.json"
-FORMAT_VERSION = 1
-INDEX_TYPE = "IDMap2,Flat"
+FORMAT_VERSION = 2
+# Manifests this code reads: format 1 (before the factory-string types) is an exact flat index.
+READABLE_FORMATS = (1, 2)
+INDEX_TYPE = "IDMap2,Flat"  # ``index_type`` of the exact flat index (factory ``Flat``)
 METRIC = "inner_product"
 
 _T = TypeVar("_T")
@@ -43,6 +45,14 @@ class IndexManifest:
     metric: str
     faiss_version: str
     saved_at: str  # ISO 8601, UTC
+    # Format 2: the index_factory string the index was built from (``Flat`` for INDEX_TYPE), the
+    # gallery size its quantiser was trained on (0: no training), entries removed but still
+    # stored (types that cannot delete in place), and the database's gallery version it matches
+    # (-1: not recorded).
+    factory: str = "Flat"
+    trained_count: int = 0
+    removed: int = 0
+    gallery_version: int = -1
 
     def to_json(self) -> bytes:
         return (json.dumps(asdict(self), indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -55,13 +65,15 @@ class IndexManifest:
             raise IndexUnavailable(f"{where}: manifest is not JSON: {exc}", code="index_corrupt") from exc
         if not isinstance(raw, dict):
             raise IndexUnavailable(f"{where}: manifest is not a JSON object", code="index_corrupt")
-        if raw.get("format_version") != FORMAT_VERSION:
+        version = raw.get("format_version")
+        if isinstance(version, bool) or version not in READABLE_FORMATS:
             raise IndexUnavailable(
-                f"{where}: manifest format {raw.get('format_version')!r}, expected {FORMAT_VERSION}",
+                f"{where}: manifest format {version!r}, expected one of {READABLE_FORMATS}",
                 code="index_stale",
             )
+        two = version >= 2
         return cls(
-            format_version=FORMAT_VERSION,
+            format_version=version,
             pack_id=_field(raw, "pack_id", str, where),
             dim=_field(raw, "dim", int, where),
             count=_field(raw, "count", int, where),
@@ -73,6 +85,10 @@ class IndexManifest:
             metric=_field(raw, "metric", str, where),
             faiss_version=_field(raw, "faiss_version", str, where),
             saved_at=_field(raw, "saved_at", str, where),
+            factory=_field(raw, "factory", str, where) if two else "Flat",
+            trained_count=_field(raw, "trained_count", int, where) if two else 0,
+            removed=_field(raw, "removed", int, where) if two else 0,
+            gallery_version=_field(raw, "gallery_version", int, where) if two else -1,
         )
 
 

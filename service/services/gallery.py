@@ -10,15 +10,17 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.config import IndexSettings
 from service.db.engine import read_session
 from service.db.image_store import ImageStore, sha256_bytes
 from service.db.models import (
     Candidate,
     CustodyImage,
     FaceTemplate,
+    GalleryChange,
     GalleryState,
     PersonCandidate,
     ProbeFace,
@@ -42,7 +44,7 @@ from service.domain.views import (
 from service.embeddings.pipeline import FacePipeline
 from service.embeddings.quality import LOW_QUALITY_SCORE, OFF_ANGLE
 from service.errors import InvalidRequest, NotFound, ServiceError
-from service.index import FaissGalleryIndex, open_or_rebuild
+from service.index import FaissGalleryIndex, build_index, chosen_factory, open_or_rebuild
 from service.services import audit
 from service.services.views import DeletedSubject, SubjectOut
 
@@ -109,17 +111,32 @@ class GalleryIndexHolder:
     the same transaction; a process whose index was built at another version reconciles before
     searching (adds the templates it lacks, removes those deleted), so a CLI import and a running
     service on the same data directory never disagree for long.
+
+    The index's type is ``settings`` (``RFR_INDEX__*``). When the gallery outgrows what an
+    approximate index was trained for, or a type that cannot delete in place holds too many removed
+    entries, a new index is built from the database on a background thread (searches go on against
+    the old one), verified, swapped in and reconciled with whatever changed meanwhile.
     """
 
-    def __init__(self, directory: Path, pack_id: str, dim: int, factory: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        pack_id: str,
+        dim: int,
+        factory: sessionmaker[Session],
+        settings: IndexSettings | None = None,
+    ) -> None:
         self.directory = directory
         self.pack_id = pack_id
         self.dim = dim
         self.factory = factory
+        self.settings = settings or IndexSettings()
         self.lock = threading.RLock()
         self.version = -1
         self.index: FaissGalleryIndex
         self.open_status = ""
+        self.rebuilder: threading.Thread | None = None
+        self.rebuild_status = ""
 
     def _db_version(self, session: Session) -> int:
         return int(session.scalar(select(GalleryState.version).where(GalleryState.pack_id == self.pack_id)) or 0)
@@ -154,38 +171,115 @@ class GalleryIndexHolder:
                     vectors = np.stack([embedding_from_bytes(r[1]) for r in rows])
                     yield ids, vectors
 
+    def _sample(self, n: int) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Up to ``n`` of this pack's templates drawn uniformly at random (training, verification)."""
+        with read_session(self.factory) as session:
+            rows = session.execute(
+                select(FaceTemplate.id, FaceTemplate.embedding)
+                .where(FaceTemplate.pack_id == self.pack_id)
+                .order_by(func.random())
+                .limit(max(1, n))
+            ).all()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        vectors = np.stack([embedding_from_bytes(r[1]) for r in rows]) if rows else np.zeros((0, self.dim), np.float32)
+        return ids, vectors
+
+    def _changes(self, since: int, until: int) -> tuple[NDArray[np.int64], NDArray[np.int64]] | None:
+        """The templates added (still there at ``until``) and every id removed after version ``since``
+        up to ``until``, from the change log; ``None`` when the log does not reach back to ``since``."""
+        with read_session(self.factory) as session:
+            logged_from = session.scalar(select(GalleryState.logged_from).where(GalleryState.pack_id == self.pack_id))
+            if logged_from is None:  # no change was ever made to this pack
+                return (np.zeros(0, np.int64), np.zeros(0, np.int64)) if since == 0 else None
+            if since < int(logged_from):
+                return None
+            rows = session.execute(
+                select(GalleryChange.template_id, GalleryChange.added)
+                .where(
+                    GalleryChange.pack_id == self.pack_id,
+                    GalleryChange.version > since,
+                    GalleryChange.version <= until,
+                )
+                .order_by(GalleryChange.version, GalleryChange.id)
+            ).all()
+        last: dict[int, bool] = {}
+        for template_id, added in rows:
+            last[int(template_id)] = bool(added)
+        removed = sorted({int(t) for t, added in rows if not added})
+        return np.array([t for t, a in last.items() if a], np.int64), np.array(removed, np.int64)
+
+    def _embeddings_of(self, ids: NDArray[np.int64]) -> Iterator[tuple[NDArray[np.int64], NDArray[np.float32]]]:
+        """The stored embeddings of ``ids`` (those that still exist), in batches."""
+        wanted = sorted({int(i) for i in ids})
+        with read_session(self.factory) as session:
+            for start in range(0, len(wanted), 1000):
+                rows = session.execute(
+                    select(FaceTemplate.id, FaceTemplate.embedding)
+                    .where(FaceTemplate.pack_id == self.pack_id, FaceTemplate.id.in_(wanted[start : start + 1000]))
+                    .order_by(FaceTemplate.id)
+                ).all()
+                if rows:
+                    yield (
+                        np.array([r[0] for r in rows], dtype=np.int64),
+                        np.stack([embedding_from_bytes(r[1]) for r in rows]),
+                    )
+
     def open(self) -> str:
-        """Load the persisted index, or rebuild it from the database when missing, stale or corrupt."""
+        """Load the persisted index, or rebuild it from the database when missing, stale, corrupt or
+        of another type than configured."""
         with self.lock:
             with read_session(self.factory) as session:
                 version = self._db_version(session)
             self.index, self.open_status = open_or_rebuild(
-                self.directory, self.pack_id, self.dim, self._expected, lambda: self._embeddings()
+                self.directory,
+                self.pack_id,
+                self.dim,
+                self._expected,
+                lambda: self._embeddings(),
+                settings=self.settings,
+                sample=self._sample,
+                gallery_version=version,
+                changes=lambda since: self._changes(since, version),
+                embeddings_of=self._embeddings_of,
             )
             self.version = version
             log.info("gallery index %s", self.open_status)
             return self.open_status
 
     def refresh(self) -> None:
-        """Reconcile with the database if another process changed the gallery."""
+        """Reconcile with the database if another process changed the gallery: from the change log
+        since this index's version, or (when the log does not reach back) by comparing every id."""
         with self.lock:
             with read_session(self.factory) as session:
                 version = self._db_version(session)
-                if version == self.version:
-                    return
-                db_ids = {
-                    int(i) for i in session.scalars(select(FaceTemplate.id).where(FaceTemplate.pack_id == self.pack_id))
-                }
-            held = {int(i) for i in self.index.ids()}
-            stale = held - db_ids
-            missing = db_ids - held
-            if stale:
-                self.index.remove(np.array(sorted(stale), dtype=np.int64))
-            for ids, vectors in self._embeddings(only=missing) if missing else ():
-                self.index.add(ids, vectors)
+            if version == self.version:
+                return
+            delta = self._changes(self.version, version) if self.version >= 0 else None
+            if delta is not None:
+                added, removed = delta
+                changed = self.index.remove(removed) if removed.size else 0
+                missing = added[~np.isin(added, self.index.ids())]
+                for ids, vectors in self._embeddings_of(missing) if missing.size else ():
+                    self.index.add(ids, vectors)
+                    changed += ids.size
+            else:
+                with read_session(self.factory) as session:
+                    db_ids = {
+                        int(i)
+                        for i in session.scalars(select(FaceTemplate.id).where(FaceTemplate.pack_id == self.pack_id))
+                    }
+                held = {int(i) for i in self.index.ids()}
+                stale = held - db_ids
+                absent = db_ids - held
+                if stale:
+                    self.index.remove(np.array(sorted(stale), dtype=np.int64))
+                for ids, vectors in self._embeddings(only=absent) if absent else ():
+                    self.index.add(ids, vectors)
+                changed = len(stale) + len(absent)
             self.version = version
-            if stale or missing:
-                self.index.save()
+            if changed:
+                self.index.save(gallery_version=version)
+                self._upkeep()
 
     def applied(
         self,
@@ -205,7 +299,50 @@ class GalleryIndexHolder:
                 self.index.remove(remove)
             self.version = version
             if save:
-                self.index.save()
+                self.index.save(gallery_version=version)
+            self._upkeep()
+
+    def _upkeep(self) -> None:
+        """Start a background rebuild when the index asks for one (retrain, compaction, Flat outgrown)."""
+        if self.rebuilder is not None and self.rebuilder.is_alive():
+            return
+        count = self.index.count
+        reason = self.index.rebuild_reason(count)
+        wanted = chosen_factory(self.settings, self.dim, count)
+        if reason is None and wanted != self.index.factory:
+            reason = f"index_type: {count} templates are held in {wanted}, not {self.index.factory}"
+        if reason is None:
+            return
+        log.info("gallery index: rebuilding in the background (%s)", reason)
+        self.rebuilder = threading.Thread(
+            target=self._rebuild, args=(reason, wanted), name="gallery-index-rebuild", daemon=True
+        )
+        self.rebuilder.start()
+
+    def _rebuild(self, reason: str, factory: str) -> None:
+        try:
+            with read_session(self.factory) as session:
+                version = self._db_version(session)
+            fresh, verified = build_index(
+                self.directory,
+                self.pack_id,
+                self.dim,
+                self._expected,
+                lambda: self._embeddings(),
+                factory=factory,
+                settings=self.settings,
+                sample=self._sample,
+            )
+            with self.lock:
+                self.index = fresh
+                self.version = version
+                fresh.save(gallery_version=version)
+                self.refresh()  # whatever changed while it was built
+            self.rebuild_status = f"rebuilt: {reason}; {verified}"
+            log.info("gallery index %s", self.rebuild_status)
+        except Exception as exc:  # the old index goes on serving; the next change tries again
+            self.rebuild_status = f"rebuild failed: {reason}: {exc}"
+            log.exception("gallery index rebuild failed (%s)", reason)
 
     def search(self, queries: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         self.refresh()
@@ -246,14 +383,22 @@ def refresh_fused_template(
     return removed, [(int(fused.id), fused_embedding)]
 
 
-def bump_version(session: Session, pack_id: str) -> int:
+def bump_version(session: Session, pack_id: str, *, added: Sequence[int] = (), removed: Sequence[int] = ()) -> int:
+    """Bump the pack's gallery version and log the templates this change added and removed."""
     state = session.get(GalleryState, pack_id, with_for_update=True)
     if state is None:
-        state = GalleryState(pack_id=pack_id, version=0)
+        state = GalleryState(pack_id=pack_id, version=0, logged_from=0)
         session.add(state)
     state.version = int(state.version) + 1
+    version = int(state.version)
+    changes = [{"template_id": int(t), "added": False} for t in removed]
+    changes += [{"template_id": int(t), "added": True} for t in added]
+    if changes:
+        session.execute(
+            insert(GalleryChange), [{"pack_id": pack_id, "version": version, **change} for change in changes]
+        )
     session.flush()
-    return int(state.version)
+    return version
 
 
 EnrolledHandler = Callable[[TemplateEnrolled], object]
@@ -380,7 +525,9 @@ class GalleryService:
             session.add(template)
             session.flush()
             removed, fused = refresh_fused_template(session, int(subject.id), choice.pack_id)
-            version = bump_version(session, choice.pack_id)
+            version = bump_version(
+                session, choice.pack_id, added=[int(template.id), *(i for i, _ in fused)], removed=removed
+            )
             subject_id, template_id = int(subject.id), int(template.id)
             audit.append(
                 session,
@@ -423,7 +570,7 @@ class GalleryService:
             session.execute(delete(FaceTemplate).where(FaceTemplate.subject_id == subject_id))
             session.execute(delete(CustodyImage).where(CustodyImage.subject_id == subject_id))
             session.execute(delete(Subject).where(Subject.id == subject_id))
-            version = bump_version(session, self.holder.pack_id)
+            version = bump_version(session, self.holder.pack_id, removed=template_ids)
             audit.append(
                 session,
                 actor,
@@ -461,7 +608,7 @@ class GalleryService:
 
     def save_index(self) -> None:
         with self.holder.lock:
-            self.holder.index.save()
+            self.holder.index.save(gallery_version=self.holder.version)
 
     def subjects(self, custody_reference: str | None = None, limit: int = 100, offset: int = 0) -> list[SubjectOut]:
         """Gallery records with their provenance and counts, in id order."""

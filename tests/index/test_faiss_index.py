@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 from service import durable_files
 from service.errors import Conflict, IndexUnavailable, InvalidRequest, PackMismatch
 from service.index import (
+    FORMAT_VERSION,
     INDEX_FILE,
     MANIFEST_FILE,
     FaissGalleryIndex,
@@ -319,7 +320,8 @@ def test_save_load_round_trip_gives_identical_results(
     assert on_disk["pack_id"] == PACK and on_disk["dim"] == DIM
     assert on_disk["count"] == N - 3 and on_disk["max_id"] == int(ids.max())
     assert on_disk["sha256"] == durable_files.sha256_file(tmp_path / INDEX_FILE) == manifest.sha256
-    assert on_disk["format_version"] == 1 and on_disk["saved_at"]
+    assert on_disk["format_version"] == FORMAT_VERSION == 2 and on_disk["saved_at"]
+    assert on_disk["factory"] == "Flat" and on_disk["removed"] == 0 and on_disk["trained_count"] == 0
 
     loaded = FaissGalleryIndex.load(tmp_path, PACK, DIM)
     assert loaded.count == index.count and loaded.max_id == index.max_id

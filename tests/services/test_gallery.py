@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from service.config import Settings
+from service.config import IndexSettings, Settings
 from service.db.models import FaceTemplate, Subject
 from service.db.vectors import embedding_from_bytes
 from service.embeddings.pipeline import FacePipeline
 from service.errors import PackMismatch
 from service.runtime import Runtime
-from tests.conftest import encode, lfw_path
-from tests.fixtures import OPERATOR, restart, top_lists
+from tests.conftest import encode, lfw_path, main_face
+from tests.fixtures import OPERATOR, make_settings, restart, top_lists
 
 PROBES = [("Colin_Powell", 3), ("Serena_Williams", 2), ("Hugo_Chavez", 3), ("Laura_Bush", 3), ("Jacques_Chirac", 2)]
 
@@ -120,3 +120,70 @@ def test_a_record_holds_several_views_and_a_fused_template_kept_in_step(runtime:
     assert [h.custody_reference for h in hits].count("MK-1") == 1 and hits[0].custody_reference == "MK-1"
     runtime.gallery.delete_subject(OPERATOR, int(front.subject_id or 0), "test")
     assert not {t.id for t in templates} & {int(i) for i in runtime.holder.index.ids()}
+
+
+def test_a_new_index_factory_is_rebuilt_from_the_database_verified_and_kept_in_step(
+    runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline
+) -> None:
+    queries = probe_matrix(pipeline)
+    expected = top_lists(runtime, queries)
+    runtime.gallery.save_index()
+    graph = IndexSettings(factory="HNSW16", flat_below=0, compact_fraction=0.01)  # needs no training
+    switched = Runtime.build(make_settings(data_dir, database, settings.cache_dir, index=graph), pipeline=pipeline)
+    status = switched.holder.open_status
+    assert status.startswith("rebuilt: index_stale: saved index is Flat, configured HNSW16"), status
+    assert "found in their own top 10" in status
+    assert switched.holder.index.factory == "HNSW16"
+    assert [hits[0][0] for hits in top_lists(switched, queries)] == [name for name, _ in PROBES]
+
+    # A subject deleted from a type that cannot delete in place: filtered at once, compacted behind.
+    davis = switched.gallery.enrol(OPERATOR, "Gray_Davis", lfw_path("Gray_Davis", 1).read_bytes(), "gd1.jpg")
+    assert davis.status == "enrolled"
+    probe = main_face(pipeline.analyse_bytes(lfw_path("Gray_Davis", 2).read_bytes()).faces).embedding[None, :]
+    assert top_lists(switched, probe)[0][0][0] == "Gray_Davis"
+    switched.gallery.delete_subject(OPERATOR, int(davis.subject_id or 0), "test")
+    assert "Gray_Davis" not in [name for name, _ in top_lists(switched, probe)[0]]
+    rebuilder = switched.holder.rebuilder
+    assert rebuilder is not None, "a removed entry past compact_fraction starts a rebuild"
+    rebuilder.join(timeout=120)
+    assert switched.holder.rebuild_status.startswith("rebuilt: index_compact"), switched.holder.rebuild_status
+    assert switched.holder.index.removed_entries == 0
+    assert "Gray_Davis" not in [name for name, _ in top_lists(switched, probe)[0]]
+    switched.close()
+
+    again = Runtime.build(make_settings(data_dir, database, settings.cache_dir, index=graph), pipeline=pipeline)
+    assert again.holder.open_status == "loaded", again.holder.open_status
+    again.close()
+    exact = restart(runtime, database, data_dir, settings, pipeline)
+    assert exact.holder.open_status.startswith("rebuilt: index_stale: saved index is HNSW16, configured Flat")
+    assert top_lists(exact, queries) == expected
+    exact.close()
+
+
+def test_a_restart_reconciles_the_saved_index_from_the_change_log(
+    runtime: Runtime, database: str, data_dir: Path, settings: Settings, pipeline: FacePipeline
+) -> None:
+    runtime.holder.refresh()  # other tests' runtimes changed the gallery since this one last searched
+    runtime.gallery.save_index()
+    saved_at = runtime.holder.version
+    other = restart(runtime, database, data_dir, settings, pipeline)
+    assert other.holder.open_status == "loaded", other.holder.open_status
+    enrolled = other.gallery.enrol(
+        OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 1).read_bytes(), "nw1.jpg", save_index=False
+    )
+    assert enrolled.status == "enrolled"
+    added = other.gallery.enrol(
+        OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 2).read_bytes(), "nw2.jpg", save_index=False
+    )
+    assert added.status == "enrolled"  # a second view: a fused template too
+    other.close()  # the index on disk is still the one saved at saved_at
+
+    again = restart(runtime, database, data_dir, settings, pipeline)
+    status = again.holder.open_status
+    assert status.startswith(f"loaded, reconciled from gallery version {saved_at} to {saved_at + 2}:"), status
+    assert status.endswith("3 templates added, 0 removed"), status  # two views and their fused template
+    probe = main_face(pipeline.analyse_bytes(lfw_path("Naomi_Watts", 3).read_bytes()).faces).embedding[None, :]
+    assert top_lists(again, probe)[0][0][0] == "Naomi_Watts"
+    again.gallery.delete_subject(OPERATOR, int(enrolled.subject_id or 0), "test")
+    assert "Naomi_Watts" not in [name for name, _ in top_lists(runtime, probe)[0]], "seen by the other process"
+    again.close()
