@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,11 +45,11 @@ class Item:
     view: str | None = None
 
 
-def _items(args: argparse.Namespace) -> list[Item]:
-    """Every image to enrol, in the folder's or the manifest's order."""
+def _items(args: argparse.Namespace) -> Iterator[Item]:
+    """Every image to enrol, in the folder's or the manifest's order, one at a time: a million-record
+    import never holds its records in memory (only the subjects' folder names, to sort them)."""
     from service.domain.provenance import SubjectProvenance
 
-    items: list[Item] = []
     if args.manifest:
         manifest = Path(args.manifest)
         with manifest.open(newline="") as fh:
@@ -58,14 +60,21 @@ def _items(args: argparse.Namespace) -> list[Item]:
                     path = (Path(args.folder) if args.folder else manifest.parent) / path
                 cells = {name: row.get(name) for name in SubjectProvenance.model_fields}
                 provenance = SubjectProvenance.parse(cells, f"{manifest} line {reader.line_num}")
-                items.append(Item(row["custody_reference"], path, provenance, row.get("view") or None))
-        return items
+                yield Item(row["custody_reference"], path, provenance, row.get("view") or None)
+        return
     if not args.folder:
         raise SystemExit("rfr gallery import: give FOLDER or --manifest FILE.csv")
     default = SubjectProvenance.parse({"source": args.source, "lawful_basis": args.lawful_basis}, "the flags")
-    for subject_dir in sorted(p for p in Path(args.folder).iterdir() if p.is_dir()):
-        items.extend(Item(subject_dir.name, path, default) for path in image_files(subject_dir))
-    return items
+    folder = Path(args.folder)
+    with os.scandir(folder) as entries:
+        subjects = sorted(entry.name for entry in entries if entry.is_dir())
+    for name in subjects:
+        yield from (Item(name, path, default) for path in image_files(folder / name))
+
+
+def _count(args: argparse.Namespace) -> int:
+    """How many images the import holds, counted (and a manifest checked whole) before the model loads."""
+    return sum(1 for _ in _items(args))
 
 
 def _enrol(runtime: Runtime, item: Item) -> tuple[str, dict[str, str | None]]:
@@ -81,11 +90,13 @@ def _enrol(runtime: Runtime, item: Item) -> tuple[str, dict[str, str | None]]:
 
 
 def cmd_gallery_import(args: argparse.Namespace) -> int:
-    items = _items(args)
+    """Enrol every image, with progress; an import stopped anywhere is resumed by running it again
+    (an image already enrolled is recognised by its digest before any model runs)."""
+    total = _count(args)
     counts = {"enrolled": 0, "already_enrolled": 0, "rejected": 0}
     rejected = []
     with open_runtime(args) as runtime:
-        with progress(len(items), "enrolling", args.quiet) as bar:
+        with progress(total, "enrolling", args.quiet) as bar:
 
             def tally(item: Item, status: str, reason: dict[str, str | None]) -> None:
                 counts[status] += 1
@@ -97,7 +108,7 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
 
             # A turned view met before its record's front view waits for the end of the import.
             waiting: list[Item] = []
-            for i, item in enumerate(items):
+            for i, item in enumerate(_items(args)):
                 status, reason = _enrol(runtime, item)
                 if status == "rejected" and reason["code"] == "no_front_view":
                     waiting.append(item)
@@ -108,12 +119,12 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
             for item in waiting:
                 tally(item, *_enrol(runtime, item))
         runtime.gallery.save_index()
-    summary = {**counts, "total": len(items), "rejected_images": rejected}
+    summary = {**counts, "total": total, "rejected_images": rejected}
     if args.json:
         emit(summary)
     else:
         sys.stdout.write(
             f"enrolled {counts['enrolled']}, already enrolled {counts['already_enrolled']}, "
-            f"rejected {counts['rejected']} of {len(items)} images\n"
+            f"rejected {counts['rejected']} of {total} images\n"
         )
     return 0

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from service.config import Settings
 from service.db.engine import make_engine, session_factory
-from service.db.models import Candidate, Job, ProbeFace, ProbeImage
+from service.db.models import Candidate, FaceTemplate, Job, ProbeFace, ProbeImage, Subject
 from service.embeddings.pipeline import FacePipeline
 from service.runtime import Runtime
 from tests.conftest import lfw_path
@@ -266,3 +267,41 @@ def test_worker_killed_mid_sprint_loses_and_duplicates_nothing(
         assert per_image.get(str(path.relative_to(probes)), 0) == expected, path.name
     resumed.close()
     engine.dispose()
+
+
+def test_a_gallery_import_killed_midway_is_resumed_by_running_it_again(
+    tmp_path: Path, database: str, settings: Settings
+) -> None:
+    data_dir = tmp_path / "data"
+    database = fresh_database(tmp_path, database)
+    people = sorted(p.name for p in lfw_path("Colin_Powell", 1).parent.parent.iterdir() if p.is_dir())[:60]
+    gallery = link_folder(tmp_path / "gallery", {name: [1] for name in people})
+    proc = rfr(["gallery", "import", str(gallery), "--json"], data_dir, database, settings)
+    engine = make_engine(database)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with engine.connect() as connection:
+                    enrolled = connection.execute(select(func.count()).select_from(Subject)).scalar() or 0
+            except DBAPIError:  # the schema is not made yet
+                enrolled = 0
+            if enrolled >= 10 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the import ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        with engine.connect() as connection:
+            before = connection.execute(select(func.count()).select_from(Subject)).scalar() or 0
+        assert 10 <= before < len(people)
+        again = run(["gallery", "import", str(gallery), "--json", "-q"], data_dir, database, settings)
+        assert again["total"] == len(people) and again["already_enrolled"] >= before
+        assert again["enrolled"] + again["already_enrolled"] + again["rejected"] == len(people)
+        with engine.connect() as connection:
+            references = connection.execute(select(Subject.custody_reference)).scalars().all()
+            templates = connection.execute(select(func.count()).select_from(FaceTemplate)).scalar()
+        assert sorted(references) == sorted(set(references)), "no record twice"
+        assert len(references) == again["enrolled"] + again["already_enrolled"] == templates
+    finally:
+        engine.dispose()
