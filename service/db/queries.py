@@ -63,6 +63,16 @@ def newest_stored_digests(session: Session) -> list[str]:
     return [str(d) for d in (session.scalar(probe), session.scalar(custody)) if d]
 
 
+def deleted_subjects(session: Session, named: Iterable[int]) -> set[int]:
+    """Which of the ``named`` subjects no longer exist (deleted since a search named them); those still
+    present are locked FOR SHARE, so a deletion now waits for the caller's commit."""
+    wanted = set(named)
+    if not wanted:
+        return set()
+    present = select(Subject.id).where(Subject.id.in_(wanted)).with_for_update(read=True)
+    return wanted - set(session.scalars(present))
+
+
 def rank_for_new_candidate(session: Session, face_id: int, score: float) -> tuple[int, list[int]]:
     """Make room for a candidate found after a probe face's list was made (a cold-case re-search, a
     group decision): its rank by score (after those scoring as much or more), the candidates below it

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import read_session
 from service.db.image_store import sha256_bytes
 from service.db.models import Candidate, FaceTemplate, ProbeFace, ProbeImage, Subject
-from service.db.queries import subject_scores
+from service.db.queries import deleted_subjects, subject_scores
 from service.db.vectors import embedding_from_bytes
 from service.domain.faces import FaceRecord
 from service.domain.roles import Permission, Principal
@@ -278,9 +278,8 @@ class SearchService:
             if face.searched:
                 raise Conflict(f"face {face_id} was searched by someone else meanwhile")
             submission = visible_submission(session, actor, face.image.submission_id)
-            named = {hit.subject_id for hit in hits}
-            alive = set(session.scalars(select(Subject.id).where(Subject.id.in_(named)))) if named else set()
-            hits = without_subjects(hits, named - alive)  # a record deleted since the index search
+            # A record deleted since the index search is left out; the rest cannot go before this commit.
+            hits = without_subjects(hits, deleted_subjects(session, {hit.subject_id for hit in hits}))
             session.add_all(
                 Candidate(
                     probe_face_id=face_id,

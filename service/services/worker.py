@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import WorkerSettings
 from service.db.image_store import ImageStore
-from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Subject, Submission
+from service.db.models import Candidate, Job, ProbeFace, ProbeImage, Submission
+from service.db.queries import deleted_subjects
 from service.db.vectors import embedding_to_bytes
 from service.domain.clips import CLIP, STILL
 from service.domain.roles import Principal, Role
@@ -535,10 +536,7 @@ def _without_deleted_subjects(session: Session, done: list[JobOutcome]) -> list[
     tracks = [track for outcome in done if outcome.clip is not None for track in outcome.clip.tracks]
     named = {hit.subject_id for outcome in done for face in outcome.stored_faces for hit in face.candidates}
     named |= {hit.subject_id for track in tracks for hit in track.hits or []}
-    if not named:
-        return done
-    present = select(Subject.id).where(Subject.id.in_(named)).with_for_update(read=True)
-    gone = named - set(session.scalars(present))
+    gone = deleted_subjects(session, named)
     if not gone:
         return done
     log.warning("subjects %s were deleted while their candidates were being stored: left out", sorted(gone))
