@@ -345,19 +345,11 @@ class _Walk:
 
 
 def query(
-    session: Session,
-    *,
-    actor: str | None = None,
-    action: str | None = None,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 500,
-    after_seq: int = 0,
+    session: Session, filters: AuditFilter | None = None, *, limit: int = 500, after_seq: int = 0
 ) -> list[AuditEvent]:
+    """Matching events in chain order, from ``after_seq`` on."""
     stmt = select(AuditEvent).where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(limit)
-    return list(session.scalars(_filtered(stmt, AuditFilter(actor, action, object_type, object_id, since, until))))
+    return list(session.scalars(_filtered(stmt, filters or AuditFilter())))
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:
@@ -415,17 +407,7 @@ class AuditTrail:
     ) -> list[AuditEventOut]:
         """Matching events in chain order, from ``after_seq`` on."""
         with read_session(self.factory) as session:
-            rows = query(
-                session,
-                actor=filters.actor,
-                action=filters.action,
-                object_type=filters.object_type,
-                object_id=filters.object_id,
-                since=filters.since,
-                until=filters.until,
-                after_seq=after_seq,
-                limit=limit,
-            )
+            rows = query(session, filters, after_seq=after_seq, limit=limit)
             return [AuditEventOut.model_validate(event_dict(e)) for e in rows]
 
     def latest(

@@ -179,6 +179,10 @@ class PersonInContext(BaseModel):
     person: PersonOut
     images: list[ProbeImageResult] = Field(description="the member faces' stills or clip, in id order")
 
+    def members(self) -> list[tuple[ProbeImageResult, StoredFaceOut]]:
+        """Each member face with the still (or clip) it is on."""
+        return [(image, face) for image in self.images for face in image.faces if face.id in self.person.faces]
+
 
 class SubmissionResults(SubmissionSummary):
     images: list[ProbeImageResult]

@@ -420,7 +420,7 @@ def review_person_page(request: Request, rt: RuntimeDep, principal: PagePrincipa
     need(principal, "review", "confirm")
     context = rt.submissions.person_in_context(principal, person_id)
     person = context.person
-    members = [(image, face) for image in context.images for face in image.faces if face.id in person.faces]
+    members = context.members()
     if person.track is not None:  # a track's shots in time order
         members.sort(key=lambda member: member[1].time_s or 0.0)
     clip = next((i for i in context.images if person.track and i.id == person.track.image_id), None)
@@ -511,7 +511,7 @@ def compare_person_page(
     candidate = next((c for c in person.candidates if c.id == candidate_id), None)
     if candidate is None:
         raise NotFound(f"candidate {candidate_id} is not a candidate of person {person_id}")
-    members = [(image, f) for image in context.images for f in image.faces if f.id in person.faces]
+    members = context.members()
     shown = face if face in person.faces else candidate.best_face_id or person.faces[0]
     image = next(image for image, f in members if f.id == shown)
     return _compare(
