@@ -71,10 +71,9 @@ def main() -> None:
     outcomes: dict[str, int] = {}
     for i, name in enumerate(gallery_names):
         image = everyone[name][0]
-        outcome = runtime.gallery.enrol(operator, name, image.read_bytes(), image.name, save_index=False)
+        outcome = runtime.gallery.enrol(operator, name, image.read_bytes(), image.name)
         outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
         if i % 500 == 499:
-            runtime.gallery.save_index()
             print(f"  enrolled {i + 1}/{len(gallery_names)}", file=sys.stderr)
     runtime.gallery.save_index()
     enrol_seconds = time.perf_counter() - started

@@ -161,6 +161,15 @@ class IndexSettings(BaseModel):
     retrain_growth: float = Field(default=4.0, gt=1.0)
     # Compact (rebuild) a type that cannot delete in place once this fraction of its entries is removed.
     compact_fraction: float = Field(default=0.1, gt=0.0, le=1.0)
+    # The index is saved once the template changes since its last save reach this fraction of the
+    # gallery (at least one change), after a rebuild, and when a worker stops; a restart brings the
+    # saved index up to date from the database's change log. A save costs time in proportion to the
+    # gallery (17 s at 20M), so saving on every change would stall a national gallery's enrolment.
+    checkpoint_fraction: float = Field(default=0.001, ge=0.0, le=1.0)
+    # Open a saved inverted-file index memory-mapped, read-only: the pages are the operating
+    # system's file cache (shared by every process on the host that opens the same file) and are
+    # read on demand; changes since go to a small in-memory layer, merged into the file at a save.
+    mmap: bool = True
     # After a rebuild, this many sampled templates are searched for themselves; at least
     # ``verify_min_recall`` of them must come back in their own top 10, or the index is refused.
     verify_sample: int = Field(default=1000, ge=0)

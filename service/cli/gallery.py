@@ -83,9 +83,7 @@ def _enrol(runtime: Runtime, item: Item) -> tuple[str, dict[str, str | None]]:
         data = item.path.read_bytes()
     except OSError as exc:
         return "rejected", {"code": "image_unreadable", "message": str(exc)}
-    outcome = runtime.gallery.enrol(
-        operator(), item.reference, data, item.path.name, item.provenance, save_index=False, view=item.view
-    )
+    outcome = runtime.gallery.enrol(operator(), item.reference, data, item.path.name, item.provenance, view=item.view)
     return outcome.status, {"code": outcome.reason_code, "message": outcome.reason}
 
 
@@ -108,14 +106,12 @@ def cmd_gallery_import(args: argparse.Namespace) -> int:
 
             # A turned view met before its record's front view waits for the end of the import.
             waiting: list[Item] = []
-            for i, item in enumerate(_items(args)):
+            for item in _items(args):
                 status, reason = _enrol(runtime, item)
                 if status == "rejected" and reason["code"] == "no_front_view":
                     waiting.append(item)
                 else:
                     tally(item, status, reason)
-                if i % 500 == 499:
-                    runtime.gallery.save_index()
             for item in waiting:
                 tally(item, *_enrol(runtime, item))
         runtime.gallery.save_index()

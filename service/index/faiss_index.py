@@ -20,6 +20,15 @@ Approximate kinds are trained on a sample (``train``) before anything is added, 
 gallery size they were trained for; ``rebuild_reason`` asks for a retrain once the gallery has
 grown ``retrain_growth`` times past it.
 
+**Memory-mapped inverted files** (``tuning.mmap``, the default): an ``ivf`` index opened from disk,
+or saved, is served from its file mapped read-only (faiss ``IO_FLAG_MMAP``): its lists are the
+operating system's file cache, read on demand and shared by every process on the host mapping the
+same file, not the process's own memory. faiss cannot write to mapped lists, so changes go to two
+small layers on top: templates added since are held exactly in an in-memory ``IndexIDMap2(Flat)``
+searched beside the file and merged by score, and templates removed from the file are excluded
+from its searches with an ``IDSelector``. ``save`` writes the merged whole (an in-memory copy of
+the lists, the removals applied, the additions encoded) and maps the new file in their place.
+
 Thread safety: one lock serialises every mutation and every search (one writer worker,
 concurrent HTTP readers). A flat search is memory-bandwidth bound, and on the 2-core target two
 searches in parallel took longer than the same two in sequence (benchmarks/index_scale.py), so a
@@ -192,6 +201,11 @@ class FaissGalleryIndex:
         self._sorted_entries: IdArray = np.zeros(0, dtype=np.int64)
         self._removed: IdArray = np.zeros(0, dtype=np.int64)
         self._keep: tuple[faiss.IDSelector, ...] = ()
+        # A memory-mapped ``ivf`` base (read-only): ``_removed`` then holds the template ids removed
+        # from it, and ``_delta`` the templates added since it was mapped.
+        self._mapped_file = False
+        self._delta: Any = None
+        self._mutations = 0  # changes made, so a save knows whether any came after its snapshot
         self._trained_count = 0
         self._gallery_version = -1
         self._lock = threading.Lock()
@@ -239,8 +253,13 @@ class FaissGalleryIndex:
             return int(self._sorted_ids[-1]) if self._sorted_ids.size else -1
 
     @property
+    def memory_mapped(self) -> bool:
+        """Whether the inverted lists are served from the saved file, mapped read-only."""
+        return self._mapped_file
+
+    @property
     def removed_entries(self) -> int:
-        """Entries removed but still stored (``mapped`` types; 0 for the others)."""
+        """Entries removed but still stored (``mapped`` types, and a memory-mapped file; else 0)."""
         with self._lock:
             return int(self._removed.size)
 
@@ -364,8 +383,9 @@ class FaissGalleryIndex:
             if np.any(held[positions[inside]] == new_sorted[inside]):
                 raise Conflict("a template id is already in the index", code="index_duplicate_id")
             first_entry = int(self._index.ntotal)
+            self._mutations += 1
             try:
-                self._index.add_with_ids(matrix, id_array)
+                (self._delta if self._mapped_file else self._index).add_with_ids(matrix, id_array)
             except BaseException:
                 self._resync_ids()
                 raise
@@ -391,8 +411,11 @@ class FaissGalleryIndex:
             if not present.any():
                 return 0
             targets = np.ascontiguousarray(id_array[present])
+            self._mutations += 1
             if self._kind == "mapped":
                 return self._tombstone(positions[present])
+            if self._mapped_file:
+                return self._remove_over_file(targets, positions[present])
             try:
                 removed = int(self._index.remove_ids(faiss.IDSelectorBatch(targets)))
             except BaseException:
@@ -413,6 +436,16 @@ class FaissGalleryIndex:
         self._set_removed(np.union1d(self._removed, entries))
         return int(entries.size)
 
+    def _remove_over_file(self, targets: IdArray, positions: IdArray) -> int:
+        """Memory-mapped base: delete ``targets`` from the added layer, or exclude them from the file's
+        searches (caller holds the lock)."""
+        in_delta = np.isin(targets, faiss.vector_to_array(self._delta.id_map))
+        if in_delta.any():
+            self._delta.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(targets[in_delta])))
+        self._set_removed(np.union1d(self._removed, targets[~in_delta]))
+        self._sorted_ids = np.delete(self._sorted_ids, positions)
+        return int(targets.size)
+
     def _set_removed(self, removed: IdArray) -> None:
         self._removed = np.ascontiguousarray(removed, dtype=np.int64)
         if self._removed.size:
@@ -426,7 +459,10 @@ class FaissGalleryIndex:
         if self._kind == "flat":
             self._sorted_ids = np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False))
         elif self._kind == "ivf":
-            self._sorted_ids = np.sort(_ivf_ids(self._index))
+            ids = _ivf_ids(self._index)
+            if self._mapped_file:
+                ids = np.concatenate([np.setdiff1d(ids, self._removed), faiss.vector_to_array(self._delta.id_map)])
+            self._sorted_ids = np.sort(ids.astype(np.int64, copy=False))
         else:
             id_map = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
             live = np.flatnonzero(id_map != PAD_ID)
@@ -502,6 +538,10 @@ class FaissGalleryIndex:
                 labels = np.where(entries >= 0, id_map[np.maximum(entries, 0)], PAD_ID)
             else:
                 distances, labels = self._index.search(matrix, width, params=params)
+                if self._mapped_file and self._delta.ntotal:
+                    distances, labels = _merge_top(
+                        (distances, labels), self._delta.search(matrix, min(width, int(self._delta.ntotal))), width
+                    )
         scores[:, :width] = distances
         found[:, :width] = labels
         scores[found == PAD_ID] = -np.inf
@@ -534,15 +574,20 @@ class FaissGalleryIndex:
         directory = self._directory
         with self._save_lock:
             with self._lock:
-                snapshot = faiss.clone_index(self._index)
+                snapshot = self._merged_copy() if self._mapped_file else faiss.clone_index(self._index)
+                mutations = self._mutations
                 count = int(self._sorted_ids.size)
                 max_id = int(self._sorted_ids[-1]) if self._sorted_ids.size else -1
-                removed = int(self._removed.size)
+                removed = int(self._removed.size) if self._kind == "mapped" else 0
             digest: list[str] = []
+            remap = self._kind == "ivf" and self._tuning.mmap
+            mapped: list[Any] = []
 
             def write_index(tmp: Path) -> None:
                 faiss.write_index(snapshot, str(tmp))
                 digest.append(sha256_file(tmp))
+                if remap:  # mapped before the rename: the mapping is of this file, whatever replaces it later
+                    mapped.append(faiss.read_index(str(tmp), faiss.IO_FLAG_MMAP))
 
             index_path = directory / INDEX_FILE
             write_atomically(index_path, write_index)
@@ -571,6 +616,11 @@ class FaissGalleryIndex:
 
             write_atomically(directory / MANIFEST_FILE, write_manifest)
             self._gallery_version = gallery_version
+            snapshot = None  # free the copy before serving the file
+            if mapped and _lists_mapped(mapped[0]):
+                with self._lock:
+                    if self._mutations == mutations:  # nothing changed since the snapshot: serve the file
+                        self._map(mapped[0])
             return manifest
 
     @classmethod
@@ -610,13 +660,17 @@ class FaissGalleryIndex:
                 f"saved index is {saved_factory}, configured {wanted} (RFR_INDEX__FACTORY)", code="index_stale"
             )
         path = verify_index_file(directory, manifest)
+        index = cls(pack_id, dim, directory, factory=saved_factory, tuning=tuning)
+        flags = faiss.IO_FLAG_MMAP if index._kind == "ivf" and index._tuning.mmap else 0
         try:
-            raw = faiss.read_index(str(path))
+            raw = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             raise IndexUnavailable(f"{path}: faiss cannot read it: {exc}", code="index_corrupt") from exc
-        index = cls(pack_id, dim, directory, factory=saved_factory, tuning=tuning)
         raw = _check_loaded(raw, index._kind, index._index, path, dim)
-        index._index = raw
+        if _lists_mapped(raw):
+            index._map(raw)
+        else:
+            index._index = raw
         index._trained_count = manifest.trained_count
         index._gallery_version = manifest.gallery_version
         index._resync_ids()
@@ -631,6 +685,61 @@ class FaissGalleryIndex:
         if ids.size and (ids[0] < 0 or np.any(ids[1:] == ids[:-1])):
             raise IndexUnavailable(f"{path}: negative or repeated template ids", code="index_corrupt")
         return index
+
+    def _map(self, raw: Any) -> None:
+        """Serve ``raw`` (an inverted file read with ``IO_FLAG_MMAP``) with empty layers on top."""
+        self._index = raw
+        self._mapped_file = True
+        self._delta = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
+        self._set_removed(np.zeros(0, dtype=np.int64))
+
+    def _merged_copy(self) -> Any:
+        """An in-memory inverted file holding the mapped file's lists, less the removed templates,
+        plus the added ones (caller holds the lock)."""
+        copy = _in_memory_copy(self._index)
+        if self._removed.size:
+            copy.remove_ids(faiss.IDSelectorBatch(self._removed))
+        if self._delta.ntotal:
+            ids = faiss.vector_to_array(self._delta.id_map).astype(np.int64, copy=False)
+            copy.add_with_ids(self._delta.index.reconstruct_n(0, int(self._delta.ntotal)), ids)
+        return copy
+
+
+def _lists_mapped(raw: Any) -> bool:
+    """Whether faiss read ``raw``'s inverted lists as a file mapping (some list layouts, such as
+    fast-scan blocks, it reads into memory whatever the flag)."""
+    if not isinstance(raw, faiss.IndexIVF) or raw.invlists is None:
+        return False
+    return isinstance(faiss.downcast_InvertedLists(raw.invlists), faiss.OnDiskInvertedLists)
+
+
+def _in_memory_copy(index: Any) -> Any:
+    """A writable, in-memory copy of an inverted file whose lists faiss cannot clone (mapped ones)."""
+    lists = index.invlists
+    empty = faiss.ArrayInvertedLists(int(index.nlist), int(index.code_size))
+    owned = bool(index.own_invlists)
+    index.own_invlists = False  # so swapping the lists out does not free them
+    index.replace_invlists(empty, False)
+    try:
+        copy: Any = faiss.clone_index(index)  # everything but the lists (a copy of the empty ones)
+    finally:
+        index.replace_invlists(lists, owned)
+    target = copy.invlists
+    for list_no in range(int(index.nlist)):
+        size = int(lists.list_size(list_no))
+        if size:
+            target.add_entries(list_no, size, lists.get_ids(list_no), lists.get_codes(list_no))
+    return copy
+
+
+def _merge_top(
+    first: tuple[ScoreArray, IdArray], second: tuple[ScoreArray, IdArray], k: int
+) -> tuple[ScoreArray, IdArray]:
+    """The best ``k`` of two (scores, labels) result sets by score, row by row."""
+    scores = np.concatenate([first[0], second[0]], axis=1)
+    labels = np.concatenate([first[1], second[1]], axis=1)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(labels, order, axis=1)
 
 
 def _check_loaded(raw: Any, kind: Kind, fresh: Any, path: Path, dim: int) -> Any:

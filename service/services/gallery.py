@@ -137,6 +137,7 @@ class GalleryIndexHolder:
         self.open_status = ""
         self.rebuilder: threading.Thread | None = None
         self.rebuild_status = ""
+        self.unsaved = 0  # template changes applied since the index was last saved
 
     def _db_version(self, session: Session) -> int:
         return int(session.scalar(select(GalleryState.version).where(GalleryState.pack_id == self.pack_id)) or 0)
@@ -243,6 +244,7 @@ class GalleryIndexHolder:
                 embeddings_of=self._embeddings_of,
             )
             self.version = version
+            self.unsaved = 0
             log.info("gallery index %s", self.open_status)
             return self.open_status
 
@@ -278,29 +280,41 @@ class GalleryIndexHolder:
                 changed = len(stale) + len(absent)
             self.version = version
             if changed:
-                self.index.save(gallery_version=version)
-                self._upkeep()
+                self._changed(changed)
 
     def applied(
         self,
         version: int,
         add: tuple[NDArray[np.int64], NDArray[np.float32]] | None = None,
         remove: NDArray[np.int64] | None = None,
-        save: bool = True,
     ) -> None:
         """Apply a change this process just committed at gallery ``version``."""
         with self.lock:
             if self.version != version - 1:
                 self.refresh()  # someone else changed the gallery in between: reconcile fully
                 return
+            changed = 0
             if add is not None and len(add[0]):
                 self.index.add(*add)
+                changed += len(add[0])
             if remove is not None and len(remove):
-                self.index.remove(remove)
+                changed += self.index.remove(remove)
             self.version = version
-            if save:
-                self.index.save(gallery_version=version)
-            self._upkeep()
+            self._changed(max(changed, 1))
+
+    def _changed(self, changes: int) -> None:
+        """Count ``changes`` template changes; save the index once they reach the checkpoint (caller holds the lock)."""
+        self.unsaved += changes
+        if self.unsaved >= max(1.0, self.settings.checkpoint_fraction * self.index.count):
+            self.save()
+        self._upkeep()
+
+    def save(self) -> None:
+        """Write the index at this process's gallery version (the next start loads it and
+        reconciles only what changed after it)."""
+        with self.lock:
+            self.index.save(gallery_version=self.version)
+            self.unsaved = 0
 
     def _upkeep(self) -> None:
         """Start a background rebuild when the index asks for one (retrain, compaction, Flat outgrown)."""
@@ -336,7 +350,7 @@ class GalleryIndexHolder:
             with self.lock:
                 self.index = fresh
                 self.version = version
-                fresh.save(gallery_version=version)
+                self.save()
                 self.refresh()  # whatever changed while it was built
             self.rebuild_status = f"rebuilt: {reason}; {verified}"
             log.info("gallery index %s", self.rebuild_status)
@@ -428,7 +442,6 @@ class GalleryService:
         file_name: str,
         provenance: SubjectProvenance | None = None,
         *,
-        save_index: bool = True,
         refuse_unreadable: bool = False,
         view: str | None = None,
     ) -> EnrolOutcome:
@@ -546,7 +559,6 @@ class GalleryService:
             version,
             add=(np.array([i for i, _ in added], np.int64), np.stack([e for _, e in added])),
             remove=np.array(removed, np.int64),
-            save=save_index,
         )
         event = TemplateEnrolled(subject_id, template_id, choice.pack_id, choice.embedding, actor)
         for handler in self.on_enrolled:
@@ -607,8 +619,7 @@ class GalleryService:
         return ids
 
     def save_index(self) -> None:
-        with self.holder.lock:
-            self.holder.index.save(gallery_version=self.holder.version)
+        self.holder.save()
 
     def subjects(self, custody_reference: str | None = None, limit: int = 100, offset: int = 0) -> list[SubjectOut]:
         """Gallery records with their provenance and counts, in id order."""

@@ -326,3 +326,49 @@ def test_a_saved_index_is_brought_up_to_date_from_the_change_log_without_reading
     )
     assert status.startswith("rebuilt: index_stale"), status
     assert db.batches_read > read_before
+
+
+def _mapped_files() -> set[str]:
+    with open("/proc/self/maps", encoding="utf-8") as fh:
+        return {line.split()[-1] for line in fh if line.rstrip().endswith(".faiss")}
+
+
+def test_a_saved_inverted_file_is_served_memory_mapped_with_its_changes_layered_on_top(
+    faces: Faces, tmp_path: Path
+) -> None:
+    db = Database(faces.ids[:3000], faces.vectors[:3000])
+    built, _ = opened(tmp_path, db, factory="IVF16,SQ8")
+    assert built.memory_mapped, "after its save a rebuilt inverted file is served from that file"
+    served, status = opened(tmp_path, db, factory="IVF16,SQ8")
+    assert status == "loaded" and served.memory_mapped
+    assert any(path.startswith(str(tmp_path)) for path in _mapped_files()), "the lists are a mapping of the file"
+    in_memory = FaissGalleryIndex.load(
+        tmp_path, PACK, 128, factory="IVF16,SQ8", tuning=TUNING.model_copy(update={"mmap": False})
+    )
+    assert not in_memory.memory_mapped
+    assert np.array_equal(served.search(faces.probes, 50)[1], in_memory.search(faces.probes, 50)[1])
+
+    added, gone = faces.ids[3000:3200], np.array([1, 2, 3, 2999], dtype=np.int64)
+    for index in (served, in_memory):
+        index.add(added, faces.vectors[3000:3200])
+        assert index.remove(np.concatenate([gone, added[:5]])) == 9
+    assert served.removed_entries == 4 and served.count == in_memory.count == 3000 + 200 - 9
+    assert np.array_equal(served.ids(), in_memory.ids())
+    scores, found = served.search(faces.vectors[3000:3200], 1)
+    assert np.array_equal(found[5:, 0], added[5:]), "an added template is found first for itself"
+    assert np.all(scores[5:, 0] > 0.999), "the added layer scores exactly"
+    assert not np.isin(found, added[:5]).any()
+    _, from_file = served.search(faces.probes, 50)
+    assert not np.isin(from_file, gone).any(), "a removed template is never returned"
+    assert np.array_equal(from_file[3:, 0], np.arange(4, len(PEOPLE) + 1)), "the others still find their mates"
+
+    manifest = served.save(gallery_version=8)
+    assert manifest.count == served.count and manifest.removed == 0
+    assert served.memory_mapped and served.removed_entries == 0, "the changes are merged into the new file"
+    assert np.array_equal(served.ids(), in_memory.ids())
+    reread = FaissGalleryIndex.load(
+        tmp_path, PACK, 128, factory="IVF16,SQ8", tuning=TUNING.model_copy(update={"mmap": False})
+    )
+    assert np.array_equal(reread.ids(), in_memory.ids())
+    assert np.array_equal(reread.search(faces.probes, 50)[1], served.search(faces.probes, 50)[1])
+    assert np.array_equal(reread.search(faces.vectors[3005:3200], 1)[1][:, 0], added[5:])

@@ -13,6 +13,7 @@ from service.db.models import FaceTemplate, Subject
 from service.db.vectors import embedding_from_bytes
 from service.embeddings.pipeline import FacePipeline
 from service.errors import PackMismatch
+from service.index.persistence import read_manifest
 from service.runtime import Runtime
 from tests.conftest import encode, lfw_path, main_face
 from tests.fixtures import OPERATOR, make_settings, restart, top_lists
@@ -166,16 +167,15 @@ def test_a_restart_reconciles_the_saved_index_from_the_change_log(
     runtime.holder.refresh()  # other tests' runtimes changed the gallery since this one last searched
     runtime.gallery.save_index()
     saved_at = runtime.holder.version
-    other = restart(runtime, database, data_dir, settings, pipeline)
+    # A checkpoint of the whole gallery: these enrolments do not save the index.
+    lazy = make_settings(data_dir, database, settings.cache_dir, index=IndexSettings(checkpoint_fraction=1.0))
+    other = Runtime.build(lazy, pipeline=pipeline)
     assert other.holder.open_status == "loaded", other.holder.open_status
-    enrolled = other.gallery.enrol(
-        OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 1).read_bytes(), "nw1.jpg", save_index=False
-    )
+    enrolled = other.gallery.enrol(OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 1).read_bytes(), "nw1.jpg")
     assert enrolled.status == "enrolled"
-    added = other.gallery.enrol(
-        OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 2).read_bytes(), "nw2.jpg", save_index=False
-    )
+    added = other.gallery.enrol(OPERATOR, "Naomi_Watts", lfw_path("Naomi_Watts", 2).read_bytes(), "nw2.jpg")
     assert added.status == "enrolled"  # a second view: a fused template too
+    assert other.holder.unsaved == 3
     other.close()  # the index on disk is still the one saved at saved_at
 
     again = restart(runtime, database, data_dir, settings, pipeline)
@@ -185,5 +185,8 @@ def test_a_restart_reconciles_the_saved_index_from_the_change_log(
     probe = main_face(pipeline.analyse_bytes(lfw_path("Naomi_Watts", 3).read_bytes()).faces).embedding[None, :]
     assert top_lists(again, probe)[0][0][0] == "Naomi_Watts"
     again.gallery.delete_subject(OPERATOR, int(enrolled.subject_id or 0), "test")
+    # The default checkpoint (0.1% of the gallery, at least one change) saves a small gallery at once.
+    assert again.holder.unsaved == 0
+    assert read_manifest(again.settings.index_dir).gallery_version == again.holder.version == saved_at + 3
     assert "Naomi_Watts" not in [name for name, _ in top_lists(runtime, probe)[0]], "seen by the other process"
     again.close()
