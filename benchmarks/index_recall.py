@@ -218,6 +218,18 @@ def sweep_values(index: FaissGalleryIndex, nprobes: Sequence[int], efs: Sequence
     return [{"ef_search": e} for e in efs]
 
 
+def single_probe_seconds(index: FaissGalleryIndex, probes: NDArray[np.float32], warmup: int) -> list[float]:
+    """Each probe searched alone (after ``warmup`` untimed ones): seconds per call."""
+    for probe in probes[:warmup]:
+        index.search(probe, K)
+    seconds = []
+    for probe in probes:
+        began = time.perf_counter()
+        index.search(probe, K)
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
 def measure_config(
     factory: str,
     faces: Faces,
@@ -271,13 +283,7 @@ def measure_config(
     sweeps = []
     for knob in sweep_values(index, args.nprobe, args.ef):
         index.tune(tuning.model_copy(update=knob))
-        for probe in single_probes[: args.warmup]:
-            index.search(probe, K)
-        single = []
-        for probe in single_probes:
-            began = time.perf_counter()
-            index.search(probe, K)
-            single.append(time.perf_counter() - began)
+        single = single_probe_seconds(index, single_probes, args.warmup)
         batch_s = []
         for _ in range(args.batch_repeats):
             began = time.perf_counter()
@@ -324,13 +330,7 @@ def measure_config(
         if loaded.memory_mapped:  # the opened file serves searches as fast as the built index
             knob = {k: v for k, v in sweeps[-1].items() if k in ("nprobe", "ef_search")}
             loaded.tune(tuning.model_copy(update=knob))
-            for probe in single_probes[: args.warmup]:
-                loaded.search(probe, K)
-            mapped_single = []
-            for probe in single_probes:
-                began = time.perf_counter()
-                loaded.search(probe, K)
-                mapped_single.append(time.perf_counter() - began)
+            mapped_single = single_probe_seconds(loaded, single_probes, args.warmup)
             found = loaded.search(faces.probes, K)[1]
             record["opened_search"] = {
                 **knob,

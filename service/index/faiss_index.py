@@ -38,6 +38,7 @@ then writes the copy without blocking searches (transiently twice the index memo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -586,8 +587,11 @@ class FaissGalleryIndex:
             def write_index(tmp: Path) -> None:
                 faiss.write_index(snapshot, str(tmp))
                 digest.append(sha256_file(tmp))
-                if remap:  # mapped before the rename: the mapping is of this file, whatever replaces it later
-                    mapped.append(faiss.read_index(str(tmp), faiss.IO_FLAG_MMAP))
+                # Mapped before the rename: the mapping is of this file, whatever replaces it later. A
+                # filesystem that cannot map it leaves the index served from memory.
+                if remap:
+                    with contextlib.suppress(RuntimeError):
+                        mapped.append(faiss.read_index(str(tmp), faiss.IO_FLAG_MMAP))
 
             index_path = directory / INDEX_FILE
             write_atomically(index_path, write_index)
@@ -661,11 +665,14 @@ class FaissGalleryIndex:
             )
         path = verify_index_file(directory, manifest)
         index = cls(pack_id, dim, directory, factory=saved_factory, tuning=tuning)
-        flags = faiss.IO_FLAG_MMAP if index._kind == "ivf" and index._tuning.mmap else 0
-        try:
-            raw = faiss.read_index(str(path), flags)
-        except RuntimeError as exc:
-            raise IndexUnavailable(f"{path}: faiss cannot read it: {exc}", code="index_corrupt") from exc
+        attempts = [faiss.IO_FLAG_MMAP, 0] if index._kind == "ivf" and index._tuning.mmap else [0]
+        for flags in attempts:  # a file that cannot be mapped is read into memory
+            try:
+                raw = faiss.read_index(str(path), flags)
+                break
+            except RuntimeError as exc:
+                if flags == 0:
+                    raise IndexUnavailable(f"{path}: faiss cannot read it: {exc}", code="index_corrupt") from exc
         raw = _check_loaded(raw, index._kind, index._index, path, dim)
         if _lists_mapped(raw):
             index._map(raw)
