@@ -25,12 +25,12 @@ def add_parser(sub: Any) -> None:
         help="other hosts' checkpoint files (each rfr worker host's audit-checkpoints.jsonl), checked too",
     )
     verify.add_argument("--json", action="store_true")
-    verify.set_defaults(func=cmd_audit)
+    verify.set_defaults(func=cmd_audit, long_running=True)
     export = audit_sub.add_parser("export", help="export as JSON Lines or CSV (recorded, with the recipient)")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument("--recipient", required=True, help="who receives the export")
     export.add_argument("--out", help="file (default standard output)")
-    export.set_defaults(func=cmd_audit)
+    export.set_defaults(func=cmd_audit, long_running=True)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

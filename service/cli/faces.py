@@ -14,7 +14,7 @@ def add_parser(sub: Any) -> None:
     faces = sub.add_parser("faces", help="detect, assess and embed every face; one JSON line per file")
     faces.add_argument("images", nargs="+", help="image files")
     faces.add_argument("--embeddings", metavar="OUT.npy", help="save one embedding row per printed face")
-    faces.set_defaults(func=cmd_faces)
+    faces.set_defaults(func=cmd_faces, long_running=True)
 
 
 def cmd_faces(args: argparse.Namespace) -> int:

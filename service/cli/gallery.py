@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
     imp.add_argument("--lawful-basis", default="", help="provenance: lawful basis for retention")
     imp.add_argument("--json", action="store_true", help="print a JSON summary with every rejected image")
     imp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    imp.set_defaults(func=cmd_gallery_import)
+    imp.set_defaults(func=cmd_gallery_import, long_running=True)
 
 
 @dataclass(frozen=True, slots=True)

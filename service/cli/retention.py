@@ -13,7 +13,7 @@ def add_parser(sub: Any) -> None:
     purge = sub.add_parser("purge", help="delete unconfirmed probes older than the retention period")
     purge.add_argument("--days", type=float, help="retention in days (default RFR_RETENTION__DAYS, 31)")
     purge.add_argument("--json", action="store_true")
-    purge.set_defaults(func=cmd_purge)
+    purge.set_defaults(func=cmd_purge, long_running=True)
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ def add_parser(sub: Any) -> None:
     submit.add_argument("--wait", action="store_true", help="return when processing has finished")
     submit.add_argument("--json", action="store_true")
     submit.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    submit.set_defaults(func=cmd_submit)
+    submit.set_defaults(func=cmd_submit, long_running=True)
 
     results = sub.add_parser("results", help="a submission's faces and ranked candidates")
     results.add_argument("submission", type=int)
