@@ -461,9 +461,13 @@ class FaissGalleryIndex:
             self._sorted_ids = np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False))
         elif self._kind == "ivf":
             ids = _ivf_ids(self._index)
-            if self._mapped_file:
-                ids = np.concatenate([np.setdiff1d(ids, self._removed), faiss.vector_to_array(self._delta.id_map)])
-            self._sorted_ids = np.sort(ids.astype(np.int64, copy=False))
+            if self._mapped_file:  # the file's ids, less those removed since, plus those added since
+                if self._removed.size:
+                    ids = ids[~np.isin(ids, self._removed)]
+                if self._delta.ntotal:
+                    ids = np.concatenate([ids, faiss.vector_to_array(self._delta.id_map).astype(np.int64)])
+            ids.sort()  # in place: a second 20M-id array is not needed
+            self._sorted_ids = ids
         else:
             id_map = faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False)
             live = np.flatnonzero(id_map != PAD_ID)
@@ -778,11 +782,13 @@ def _check_loaded(raw: Any, kind: Kind, fresh: Any, path: Path, dim: int) -> Any
 def _ivf_ids(index: Any) -> IdArray:
     """Every id stored in an inverted file's lists."""
     invlists = index.invlists
-    parts = []
-    for list_no in range(int(index.nlist)):
-        size = int(invlists.list_size(list_no))
+    sizes = [int(invlists.list_size(list_no)) for list_no in range(int(index.nlist))]
+    ids = np.empty(sum(sizes), dtype=np.int64)  # one copy (20M ids: 153 MiB), not a part per list and their join
+    at = 0
+    for list_no, size in enumerate(sizes):
         if size:
             pointer = invlists.get_ids(list_no)
-            parts.append(faiss.rev_swig_ptr(pointer, size).astype(np.int64, copy=True))
+            ids[at : at + size] = faiss.rev_swig_ptr(pointer, size)
             invlists.release_ids(list_no, pointer)
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+            at += size
+    return ids
