@@ -25,6 +25,7 @@ one person's images, so recall on a real custody gallery may differ; the real im
 from __future__ import annotations
 
 import gc
+import json
 import shutil
 import tempfile
 import time
@@ -268,6 +269,7 @@ def measure_config(
     record: dict[str, Any] = {
         "size": size,
         "factory": factory,
+        **({"refine_k_factor": args.k_factor} if "refine" in factory.lower() else {}),
         "build_threads": args.build_threads,
         "train_s": round(train_s, 2),
         "add_s": round(add_s, 2),
@@ -327,7 +329,7 @@ def measure_config(
         record["rss_after_open_split_mib"] = {k: round(v, 1) for k, v in _rss_split_mib().items()}
         if loaded.count != count:
             raise RuntimeError(f"opened {loaded.count} templates, saved {count}")
-        if loaded.memory_mapped:  # the opened file serves searches as fast as the built index
+        if loaded.memory_mapped:  # searches served from the mapped file, timed as the built index's were
             knob = {k: v for k, v in sweeps[-1].items() if k in ("nprobe", "ef_search")}
             loaded.tune(tuning.model_copy(update=knob))
             mapped_single = single_probe_seconds(loaded, single_probes, args.warmup)
@@ -428,6 +430,32 @@ def run_recall(args: Any, log: Any, save: Any) -> dict[str, Any]:
     return result
 
 
+def combined(paths: Sequence[Path]) -> dict[str, Any]:
+    """The configurations of several runs on the same probes as one result, for one table and plot.
+
+    A run written before its records named their refine step's k-factor lends them its own.
+    Runs whose exact search disagrees at a size (other probes, distractors or seed) are refused.
+    """
+    merged: dict[str, Any] = {"configs": [], "exact": {}}
+    for path in paths:
+        run = json.loads(path.read_text(encoding="utf-8"))
+        for size, exact in run["exact"].items():
+            seen = merged["exact"].setdefault(size, exact)
+            if seen["exact_mate_at_1"] != exact["exact_mate_at_1"]:
+                raise SystemExit(f"{path}: exact search at {size} differs from the runs before it")
+        for rec in run["configs"]:
+            if "refine" in rec["factory"].lower():
+                rec.setdefault("refine_k_factor", run["params"]["k_factor"])
+            merged["configs"].append(rec)
+    return merged
+
+
+def _label(rec: dict[str, Any]) -> str:
+    """The index type, with its refine step's k-factor where it has one."""
+    k_factor = rec.get("refine_k_factor")
+    return rec["factory"] if k_factor is None else f"{rec['factory']} (k-factor {k_factor:g})"
+
+
 def _cell(value: float | None) -> str:
     """A 4-decimal figure, or a dash for one an older run did not measure."""
     return "–" if value is None else f"{value:.4f}"
@@ -445,6 +473,8 @@ def markdown(result: dict[str, Any], batch: int) -> str:
         exact, exact_k = exact_row["exact_mate_at_1"], exact_row.get(f"exact_mate_at_{K}")
         for row in rec["sweep"]:
             knob = ", ".join(f"{k} {v}" for k, v in row.items() if k in ("nprobe", "ef_search")) or "exact"
+            if rec.get("refine_k_factor") is not None:
+                knob += f", k-factor {rec['refine_k_factor']:g}"
             single, many = row["single_probe"], row[f"batch_{batch}"]
             opened = rec.get("open_s_including_sha256", "–")
             lines.append(
@@ -473,10 +503,10 @@ def plot(result: dict[str, Any], path: Path, batch: int) -> Path | None:
         for rec in (r for r in result["configs"] if r["size"] == size):
             xs = [row["single_probe"]["p95_ms"] for row in rec["sweep"]]
             ys = [row["recall_at_50"] for row in rec["sweep"]]
-            line = ax.plot(xs, ys, marker="o", label=f"{rec['factory']} ({rec['index_rss_mib'] / 1024:.1f} GiB)")[0]
+            line = ax.plot(xs, ys, marker="o", label=f"{_label(rec)}, {rec['index_rss_mib'] / 1024:.1f} GiB")[0]
             nn = [row.get("nn_recall_at_50") for row in rec["sweep"]]
             if all(value is not None for value in nn):
-                ax.plot(xs, nn, marker="x", linestyle="--", color=line.get_color(), label=f"{rec['factory']} R@50")
+                ax.plot(xs, nn, marker="x", linestyle="--", color=line.get_color(), label=f"{_label(rec)} R@50")
         ax.axhline(0.99, color="grey", linestyle=":")
         ax.axvline(50, color="grey", linestyle=":")
         ax.set_xscale("log")

@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from benchmarks.common import default_out, git_commit, git_dirty, peak_rss_mib, stamp, write_json
+from benchmarks.index_recall import combined as combined_recall
 from benchmarks.index_recall import markdown as recall_markdown
 from benchmarks.index_recall import parse_factories, run_recall
 from benchmarks.index_recall import plot as plot_recall
@@ -399,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     approximate.add_argument("--build-threads", type=int, default=2, help="OpenMP threads to train and add")
     approximate.add_argument("--recall-probes", type=int, default=0, help="LFW probes scored (0: all 1,680)")
     approximate.add_argument(
+        "--replot",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="RESULT",
+        help="print one table and draw one plot (--out, .png) of earlier runs' results; measure nothing",
+    )
+    approximate.add_argument(
         "--threshold", type=float, default=0.477, help="score a hit must reach to count in 'recall >= threshold'"
     )
     return parser
@@ -453,6 +462,12 @@ def main_recall(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.replot:
+        result = combined_recall(args.replot)
+        print(recall_markdown(result, args.batch))
+        png = plot_recall(result, (args.out or default_out("index_scale_approximate")).with_suffix(".png"), args.batch)
+        print(f"\nwrote {png}" if png else "\nno plot: matplotlib is not installed")
+        return 0
     if args.factories:
         return main_recall(args)
     args.out = args.out or default_out("index_scale")

@@ -2,7 +2,7 @@
 
 A short command runs with it off (its time is mostly imports); a command whose work grows with its
 input must collect, or the cyclic garbage of every image it handles stays in memory (an import of
-4,000 custody images grew by 90 MiB per 1,000 with it off: ``benchmarks/enrolment.py``).
+4,000 custody images grew steadily by 9 MiB per 1,000 with it off: ``benchmarks/enrolment.py``).
 """
 
 from __future__ import annotations
