@@ -231,6 +231,30 @@ def single_probe_seconds(index: FaissGalleryIndex, probes: NDArray[np.float32], 
     return seconds
 
 
+def build_index(
+    directory: Path, faces: Faces, size: int, tuning: IndexSettings, seed: int, log: Any
+) -> tuple[FaissGalleryIndex, float, float]:
+    """The index of ``tuning.factory`` over the gallery of ``size``, as a rebuild from the database
+    makes it (trained on a uniform sample, then every template streamed in); train and add seconds."""
+    factory = tuning.factory
+    index = FaissGalleryIndex(PACK, faces.dim, directory, factory=factory, tuning=tuning)
+    train_s = 0.0
+    if not index.is_trained:
+        sample = training_sample(faces, size, index.train_size(size), seed)
+        began = time.perf_counter()
+        index.train(sample, gallery_size=size)
+        train_s = time.perf_counter() - began
+        log(f"  {factory}: trained on {sample.shape[0]:,} in {train_s:.1f} s")
+        del sample
+    add_s = 0.0
+    for ids, block in gallery_chunks(faces, size, seed):
+        began = time.perf_counter()
+        index.add(ids, block)
+        add_s += time.perf_counter() - began
+        del ids, block
+    return index, train_s, add_s
+
+
 def measure_config(
     factory: str,
     faces: Faces,
@@ -250,21 +274,7 @@ def measure_config(
     directory = work / "index"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    index = FaissGalleryIndex(PACK, faces.dim, directory, factory=factory, tuning=tuning)
-    train_s = 0.0
-    if not index.is_trained:
-        sample = training_sample(faces, size, index.train_size(size), args.seed)
-        began = time.perf_counter()
-        index.train(sample, gallery_size=size)
-        train_s = time.perf_counter() - began
-        log(f"  {factory}: trained on {sample.shape[0]:,} in {train_s:.1f} s")
-        del sample
-    add_s = 0.0
-    for ids, block in gallery_chunks(faces, size, args.seed):
-        began = time.perf_counter()
-        index.add(ids, block)
-        add_s += time.perf_counter() - began
-        del ids, block
+    index, train_s, add_s = build_index(directory, faces, size, tuning, args.seed, log)
     gc.collect()
     record: dict[str, Any] = {
         "size": size,
